@@ -1,0 +1,159 @@
+"""Finding, downloading, caching and loading official orb-models checkpoints.
+
+A model is named either by its orb-models name (``orb-v3-direct-20-omat``...), in which case
+the file is looked up in the cache directory (``$ORB_MD_CACHE``, default
+``~/.cache/orb_md/checkpoints``) and downloaded from the official address when missing, or by
+the path of a ``.ckpt`` file (a plain ``torch.save``-d state dict).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from orb_md.errors import CheckpointError
+from orb_md.model.config import RELEASED_MODELS, OrbConfig, released_config
+from orb_md.model.orb import OrbModel
+from orb_md.precision import apply_precision
+
+CACHE_ENV = "ORB_MD_CACHE"
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def cache_dir() -> Path:
+    """Directory holding downloaded checkpoints."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "orb_md" / "checkpoints"))
+
+
+def checkpoint_path(config: OrbConfig, download: bool = True) -> Path:
+    """Local path of a released model's weights, downloading them if allowed and missing."""
+    if config.weights_file is None or config.weights_url is None:
+        raise CheckpointError(f"model {config.name!r} has no released weights")
+    path = cache_dir() / Path(config.weights_file).name
+    if path.is_file():
+        return path
+    hint = (
+        f"weights of {config.name} not found at {path}; download {config.weights_url} "
+        f"and put it there (or set ${CACHE_ENV} to the folder holding it, or pass the file path)"
+    )
+    if not download:
+        raise CheckpointError(hint)
+    try:
+        _download(config.weights_url, path)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise CheckpointError(f"{hint}; the download failed: {exc}") from None
+    return path
+
+
+def _download(url: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            shutil.copyfileobj(response, tmp)
+    os.replace(tmp.name, path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in a checkpoint file, with a clear error if it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt archives
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
+    return dict(state)
+
+
+def load_weights(model: OrbModel, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy an orb-models state dict into ``model``, checking every key and shape.
+
+    Extra ``heads.*`` keys (heads this model does not evaluate) are ignored with a warning,
+    as orb-models does; any other missing, unexpected or mis-shaped entry is an error.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    ignored = [k for k in extra if k.startswith("heads.")]
+    unexpected = [k for k in extra if not k.startswith("heads.")]
+    wrong_shape = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_shorten(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_shorten(unexpected)}")
+    if wrong_shape:
+        problems.append(f"shape mismatches {_shorten(wrong_shape)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not fit {model.config.name} ({model.config.kind}, "
+            f"charge_spin={model.config.charge_spin}): " + "; ".join(problems)
+        )
+    if ignored:
+        warnings.warn(f"{source}: ignoring weights of heads this model does not use: {_shorten(ignored)}")
+    with torch.no_grad():
+        for key, value in own.items():
+            value.copy_(state[key].to(value.dtype))
+
+
+def _shorten(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    architecture: str | OrbConfig | None = None,
+    precision: str = "float32-high",
+    device: str | torch.device = "cpu",
+    zero_net_force: bool = True,
+    download: bool = True,
+) -> OrbModel:
+    """Load a released model by name, or a checkpoint file by path, ready for inference.
+
+    For a path, ``architecture`` names the released configuration it follows (default: the
+    file name is matched against the released names, e.g. ``orb-v3-direct-20-omat-2025.ckpt``).
+    """
+    dtype = apply_precision(precision)
+    path = Path(name_or_path)
+    if path.suffix == ".ckpt" or path.is_file():
+        config = _config_for_file(path, architecture)
+    else:
+        config = _as_config(architecture) if architecture is not None else released_config(str(name_or_path))
+        path = checkpoint_path(config, download=download)
+    model = OrbModel(config, zero_net_force=zero_net_force)
+    load_weights(model, read_state_dict(path), source=str(path))
+    model = model.to(device=device, dtype=dtype).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _as_config(architecture: str | OrbConfig) -> OrbConfig:
+    return architecture if isinstance(architecture, OrbConfig) else released_config(architecture)
+
+
+def _config_for_file(path: Path, architecture: str | OrbConfig | None) -> OrbConfig:
+    if architecture is not None:
+        return _as_config(architecture)
+    matches = [name for name in RELEASED_MODELS if path.name.startswith(name)]
+    if not matches:
+        raise CheckpointError(
+            f"cannot tell which architecture {path.name} follows; pass architecture=<model name>"
+        )
+    return RELEASED_MODELS[max(matches, key=len)]

@@ -1,0 +1,73 @@
+"""MLPs, normalisers and segment reductions shared by the Orb-v3 backbone and heads.
+
+Module names follow the orb-models checkpoint layout (``mlp.NN-0.weight``, ``layer_norm.weight``,
+``normalizer.bn.running_mean``...) so official state dicts load without renaming.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential:
+    """Linear layers ``NN-i`` with SiLU between them and none after the last."""
+    sizes = [in_dim] + [hidden_dim] * depth + [out_dim]
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for i in range(len(sizes) - 1):
+        layers[f"NN-{i}"] = nn.Linear(sizes[i], sizes[i + 1])
+        layers[f"Act-{i}"] = nn.SiLU() if i < len(sizes) - 2 else nn.Identity()
+    return nn.Sequential(layers)
+
+
+def mlp_and_norm(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential:
+    """An MLP followed by RMSNorm whose epsilon is the machine epsilon of the input dtype."""
+    return nn.Sequential(
+        OrderedDict(
+            [("mlp", mlp(in_dim, hidden_dim, depth, out_dim)), ("layer_norm", nn.RMSNorm(out_dim))]
+        )
+    )
+
+
+class RunningStats(nn.Module):
+    """The ``bn`` buffers of orb-models' ScalarNormalizer: a mean and variance learnt in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("running_mean", torch.zeros(1))
+        self.register_buffer("running_var", torch.ones(1))
+        self.register_buffer("num_batches_tracked", torch.zeros(1, dtype=torch.long))
+
+
+class ScalarNormalizer(nn.Module):
+    """Maps network outputs to physical units: ``x * sqrt(var) + mean``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = RunningStats()
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical value of a normalised prediction."""
+        return x * torch.sqrt(self.bn.running_var) + self.bn.running_mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised value of a physical quantity (used by training losses)."""
+        return (x - self.bn.running_mean) / torch.sqrt(self.bn.running_var)
+
+
+def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Sum rows of ``values`` that share an ``index`` (scatter-add)."""
+    shape = [num_segments] + list(values.shape[1:])
+    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    return out.index_add(0, index, values)
+
+
+def segment_mean(
+    values: torch.Tensor, index: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """Mean of rows of ``values`` per segment; empty segments give zero."""
+    total = segment_sum(values, index, counts.shape[0])
+    denom = counts.clamp(min=1).to(values.dtype)
+    return total / denom.view([-1] + [1] * (values.dim() - 1))
