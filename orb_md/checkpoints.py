@@ -89,7 +89,7 @@ def load_weights(model: OrbModel, state: Mapping[str, torch.Tensor], source: str
     wrong_shape = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in own
-        if k in state and state[k].shape != own[k].shape
+        if k in state and not _fits(k, state[k], own[k])
     ]
     problems = []
     if missing:
@@ -107,7 +107,14 @@ def load_weights(model: OrbModel, state: Mapping[str, torch.Tensor], source: str
         warnings.warn(f"{source}: ignoring weights of heads this model does not use: {_shorten(ignored)}")
     with torch.no_grad():
         for key, value in own.items():
-            value.copy_(state[key].to(value.dtype))
+            value.copy_(state[key].reshape(value.shape).to(value.dtype))
+
+
+def _fits(key: str, stored: torch.Tensor, own: torch.Tensor) -> bool:
+    """Same shape; training counters may be stored as () or (1,) depending on the head."""
+    if key.endswith("num_batches_tracked"):
+        return stored.numel() == own.numel() == 1
+    return stored.shape == own.shape
 
 
 def _shorten(items: list[str], limit: int = 8) -> str:

@@ -79,4 +79,4 @@ def edge_features(
     """Envelope x (radial basis outer spherical harmonics), RBF-major, shape (E, num_bases*16)."""
     unit = vectors / lengths.clamp(min=1e-12)[:, None]
     outer = radial[:, :, None] * spherical_harmonics_l3(unit)[:, None, :]
-    return envelope[:, None] * outer.reshape(vectors.shape[0], -1)
+    return envelope[:, None] * outer.flatten(1)

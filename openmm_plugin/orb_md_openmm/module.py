@@ -1,0 +1,104 @@
+"""TorchScript-able wrappers that evaluate an Orb-v3 model on OpenMM's TorchForce inputs.
+
+OpenMM passes positions (N,3) in nm for *all* particles and, for periodic forces, the box
+vectors (3,3) in nm (rows = vectors). The wrappers select the ML atoms, build the graph with
+:class:`orb_md.graph.NeighborList`, call the model in Å/eV and return kJ/mol (and kJ/mol/nm).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from orb_md.graph import NeighborList
+
+EV_TO_KJ_PER_MOL = 96.48533212
+NM_TO_ANGSTROM = 10.0
+
+
+class OrbEvaluator(torch.nn.Module):
+    """Selects the ML atoms, converts nm→Å, builds the graph and returns the model's outputs (Å, eV)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        atomic_numbers: List[int],
+        indices: Optional[List[int]],
+        periodic: bool,
+        total_charge: Optional[float],
+        spin: Optional[float],
+        check_finite: bool = True,
+    ):
+        super().__init__()
+        dtype = next(model.parameters()).dtype
+        self.model = model
+        self.neighbors = NeighborList(model.config.cutoff, model.config.max_neighbors)
+        self.periodic = periodic
+        # One host sync per step (skipped when capturing CUDA graphs): turns exploding positions
+        # into a clear error instead of a neighbour-list failure or NaN forces.
+        self.check_finite = check_finite
+        self.nm_to_angstrom = NM_TO_ANGSTROM
+        self.subset = indices is not None
+        self.charge_spin = total_charge is not None and spin is not None
+        self.register_buffer("indices", torch.tensor(indices if indices is not None else [], dtype=torch.long))
+        self.register_buffer("atomic_numbers", torch.tensor(atomic_numbers, dtype=torch.long))
+        self.register_buffer("system_index", torch.zeros(len(atomic_numbers), dtype=torch.long))
+        self.register_buffer("pbc", torch.full((1, 3), periodic, dtype=torch.bool))
+        self.register_buffer("zero_cell", torch.zeros(1, 3, 3, dtype=dtype))
+        self.register_buffer("total_charge", torch.tensor([total_charge or 0.0], dtype=dtype))
+        self.register_buffer("spin", torch.tensor([spin or 0.0], dtype=dtype))
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor], compute_forces: bool) -> Dict[str, torch.Tensor]:
+        if self.subset:
+            positions = positions.index_select(0, self.indices)
+        if self.check_finite and not bool(torch.isfinite(positions).all()):
+            raise ValueError(
+                "orb_md: ML atom positions contain NaN or inf (the simulation blew up: "
+                "reduce the time step, minimise first, or check the starting structure)"
+            )
+        positions = positions.to(self.zero_cell.dtype) * self.nm_to_angstrom
+        cell = self.zero_cell
+        if self.periodic:
+            if boxvectors is None:
+                raise ValueError("orb_md TorchForce is periodic but OpenMM passed no box vectors")
+            cell = (boxvectors.to(self.zero_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
+        senders, receivers, shifts = self.neighbors(positions, cell, self.pbc, self.system_index)
+        total_charge: Optional[torch.Tensor] = None
+        spin: Optional[torch.Tensor] = None
+        if self.charge_spin:
+            total_charge = self.total_charge
+            spin = self.spin
+        return self.model(
+            positions, self.atomic_numbers, cell, self.pbc, senders, receivers, shifts, self.system_index,
+            total_charge, spin, compute_forces, False,
+        )
+
+
+class EnergyModule(torch.nn.Module):
+    """Energy-only TorchForce module (kJ/mol); OpenMM takes forces by autograd. For conservative models."""
+
+    def __init__(self, evaluator: OrbEvaluator):
+        super().__init__()
+        self.evaluator = evaluator
+        self.energy_scale = EV_TO_KJ_PER_MOL
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.evaluator(positions, boxvectors, False)["energy"].sum() * self.energy_scale
+
+
+class EnergyForcesModule(torch.nn.Module):
+    """TorchForce module returning (energy kJ/mol, forces (N,3) kJ/mol/nm). For direct models."""
+
+    def __init__(self, evaluator: OrbEvaluator):
+        super().__init__()
+        self.evaluator = evaluator
+        self.energy_scale = EV_TO_KJ_PER_MOL
+        self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        out = self.evaluator(positions, boxvectors, True)
+        forces = out["forces"].to(positions.dtype) * self.force_scale
+        if self.evaluator.subset:
+            forces = torch.zeros_like(positions).index_copy(0, self.evaluator.indices, forces)
+        return out["energy"].sum() * self.energy_scale, forces.contiguous()

@@ -1,0 +1,71 @@
+"""ASE calculator: a drop-in for orb-models' ORBCalculator backed by orb_md."""
+
+from __future__ import annotations
+
+import ase
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from orb_md.batch import atoms_to_batch, evaluate
+from orb_md.checkpoints import load_model
+from orb_md.errors import InputError
+from orb_md.model.orb import OrbModel
+
+
+class OrbCalculator(Calculator):
+    """Energy, free energy, forces, stress and per-atom confidence of an Orb-v3 model.
+
+    ``model`` is an :class:`OrbModel` or a released model name / checkpoint path (loaded with
+    ``precision``). For the OMol models, total charge and spin multiplicity are read from
+    ``atoms.info['charge']`` and ``atoms.info['spin']``, falling back to ``charge``/``spin``.
+    ``confidence`` is the (N, 50) probability of each per-atom force-error bin.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "confidence"]
+
+    def __init__(
+        self,
+        model: OrbModel | str,
+        *,
+        precision: str = "float32-high",
+        device: str | torch.device = "cpu",
+        charge: float | None = None,
+        spin: float | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model if isinstance(model, OrbModel) else load_model(model, precision=precision, device=device)
+        self.charge = charge
+        self.spin = spin
+
+    def calculate(
+        self,
+        atoms: ase.Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        parameter = next(self.model.parameters())
+        if self.model.config.charge_spin:
+            self._require_charge_spin(self.atoms)
+        batch = atoms_to_batch(
+            [self.atoms], dtype=parameter.dtype, device=parameter.device, charge=self.charge, spin=self.spin
+        )
+        periodic = bool(self.atoms.pbc.any())
+        out = evaluate(self.model, batch, forces=True, stress=periodic)
+        energy = float(out["energy"][0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out["forces"].cpu().double().numpy(),
+            "confidence": out["confidence"].cpu().double().numpy(),
+        }
+        if periodic and "stress" in out:
+            self.results["stress"] = out["stress"][0].cpu().double().numpy()
+
+    def _require_charge_spin(self, atoms: ase.Atoms) -> None:
+        for key, default in (("charge", self.charge), ("spin", self.spin)):
+            if key not in atoms.info and default is None:
+                raise InputError(
+                    f"{self.model.config.name} needs atoms.info[{key!r}] (or OrbCalculator({key}=...))"
+                )

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Build LAMMPS with ML-IAP Python coupling (pair_style mliap unified) through the
+# top-level CMakeLists.txt and install lmp, liblammps and the `lammps` Python
+# package into a Python environment. Idempotent: the build is cached under
+# $ORB_MD_CACHE/lammps-<version>-<options hash>/ and a repeated run only checks.
+#
+#   scripts/build_lammps.sh [--python PY] [--no-mpi] [--jobs N]
+#
+# Source: $LAMMPS_SOURCE_DIR if set (e.g. a git checkout), else Debian's source
+# package lammps=$ORB_MD_LAMMPS_DEB_VERSION from the sid deb-src archive (md5-checked).
+# Debian system packages (cmake, g++, MPICH) are apt-installed when missing and root.
+set -euo pipefail
+
+DEB_VERSION="${ORB_MD_LAMMPS_DEB_VERSION:-20260704+dfsg-2}"
+DEB_ORIG_MD5="${ORB_MD_LAMMPS_ORIG_MD5:-b635f5a814b3f8db20d39bf4494b79a2}"
+CACHE="${ORB_MD_CACHE:-$HOME/.cache/orb-md}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}"
+WITH_MPI=ON
+JOBS="${ORB_MD_BUILD_JOBS:-2}"
+
+die() { echo "build_lammps.sh: ERROR: $*" >&2; exit 1; }
+log() { echo "build_lammps.sh: $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --python) PY="$2"; shift 2 ;;
+    --no-mpi) WITH_MPI=OFF; shift ;;
+    --jobs) JOBS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ -n "$PY" ]] || PY="$(command -v python3)" || die "no Python found; pass --python"
+[[ -x "$PY" ]] || die "--python '$PY' is not an executable"
+PY_PREFIX="$("$PY" -c 'import sys; print(sys.prefix)')"
+
+apt_install() {
+  [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null ||
+    die "missing system packages: $*  (install them, e.g. sudo apt-get install $*)"
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 ||
+    { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2; } ||
+    die "apt-get install $* failed"
+}
+
+ensure_system_deps() {
+  local pkgs=()
+  command -v cmake >/dev/null || pkgs+=(cmake)
+  command -v c++ >/dev/null && command -v make >/dev/null || pkgs+=(g++ make)
+  if [[ $WITH_MPI == ON ]] && ! command -v mpicxx >/dev/null; then pkgs+=(mpich libmpich-dev); fi
+  "$PY" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' ||
+    pkgs+=(python3-dev)
+  [[ ${#pkgs[@]} -eq 0 ]] || apt_install "${pkgs[@]}"
+  "$PY" -c 'import sysconfig, sys; sys.exit(not sysconfig.get_config_var("Py_ENABLE_SHARED"))' ||
+    die "$PY has no shared libpython; LAMMPS's PYTHON package needs one (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)"
+}
+
+ensure_python_deps() {
+  "$PY" -c 'import Cython, numpy' 2>/dev/null || {
+    log "pip install cython numpy into $PY_PREFIX"
+    "$PY" -m pip install -q cython numpy >&2 || die "pip install cython numpy failed"
+  }
+}
+
+# Debian's orig tarball, downloaded through a deb-src entry for sid that mirrors
+# the URI of the existing Debian apt source. Prints the extracted source tree.
+fetch_debian_source() {
+  local upstream="${DEB_VERSION%%-*}" dir="$CACHE/src"
+  local tarball="$dir/lammps_${upstream}.orig.tar.gz" tree="$dir/lammps-${upstream%%+*}"
+  mkdir -p "$dir"
+  if [[ ! -f "$tree/.orb-md-extracted" ]]; then
+    if ! echo "$DEB_ORIG_MD5  $tarball" | md5sum -c --status 2>/dev/null; then
+      ensure_sid_sources
+      local listed
+      listed="$(apt-cache showsrc "lammps=$DEB_VERSION" | awk -v f="lammps_${upstream}.orig.tar.gz" '$3 == f {print $1; exit}')"
+      [[ "$listed" == "$DEB_ORIG_MD5" ]] ||
+        die "apt lists md5 '${listed:-none}' for lammps=$DEB_VERSION, expected $DEB_ORIG_MD5 (Debian moved on? set LAMMPS_SOURCE_DIR to a LAMMPS checkout)"
+      log "downloading lammps=$DEB_VERSION source from Debian"
+      # the .dsc/.debian.tar.xz may 404 (non-zero exit); only the orig tarball is needed
+      (cd "$dir" && apt-get source --download-only "lammps=$DEB_VERSION" >&2) || true
+      echo "$DEB_ORIG_MD5  $tarball" | md5sum -c --status || die "md5 mismatch or download failed for $tarball"
+    fi
+    rm -rf "$tree" && mkdir -p "$tree"
+    tar -xzf "$tarball" -C "$tree" || die "cannot extract $tarball"
+    touch "$tree/.orb-md-extracted"
+  fi
+  echo "$tree"
+}
+
+ensure_sid_sources() {
+  apt-cache showsrc "lammps=$DEB_VERSION" 2>/dev/null | grep -q "^Version: $DEB_VERSION" && return
+  [[ $(id -u) -eq 0 ]] || die "need root to add a Debian sid deb-src entry (or set LAMMPS_SOURCE_DIR)"
+  local uri
+  uri="$(grep -rhoE 'https?://[^ ]*/debian/?$' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1)"
+  uri="${uri:-http://deb.debian.org/debian}"
+  log "adding deb-src entry for sid ($uri) and running apt-get update"
+  printf 'Types: deb-src\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" > /etc/apt/sources.list.d/orb-md-sid-src.sources
+  apt-get update -q >&2 || die "apt-get update failed"
+  apt-cache showsrc "lammps=$DEB_VERSION" | grep -q "^Version: $DEB_VERSION" ||
+    die "Debian sid no longer has lammps=$DEB_VERSION; set LAMMPS_SOURCE_DIR or ORB_MD_LAMMPS_DEB_VERSION"
+}
+
+# True when PY's env already holds this build: lmp runs, `lammps` imports
+# with ML-IAP + PYTHON and the expected version.
+installed_ok() {
+  local help
+  help="$(PATH="$PY_PREFIX/bin:$PATH" "$PY_PREFIX/bin/lmp" -h 2>/dev/null)" && [[ $help == *ML-IAP* ]] || return 1
+  "$PY" - "$1" <<'EOF' 2>/dev/null
+import sys, lammps
+lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+ok = {"ML-IAP", "PYTHON"} <= set(lmp.installed_packages) and lmp.version() == int(sys.argv[1])
+lmp.close()
+sys.exit(not ok)
+EOF
+}
+
+main() {
+  ensure_system_deps
+  ensure_python_deps
+  local src="${LAMMPS_SOURCE_DIR:-}" src_id
+  if [[ -n "$src" ]]; then
+    src="$(cd "$src" && pwd)" || die "LAMMPS_SOURCE_DIR=$LAMMPS_SOURCE_DIR does not exist"
+    src_id="$src $(git -C "$src" rev-parse HEAD 2>/dev/null || true)"
+  else
+    src="$(fetch_debian_source)"
+    src_id="debian $DEB_VERSION $DEB_ORIG_MD5"
+  fi
+  [[ -f "$src/src/version.h" ]] || die "$src is not a LAMMPS source tree"
+  local version
+  version="$(sed -n 's/^#define LAMMPS_VERSION "\(.*\)"/\1/p' "$src/src/version.h" | xargs -I{} date -d {} +%Y%m%d)"
+  [[ -n "$version" ]] || die "cannot read the LAMMPS version from $src/src/version.h"
+
+  # The directory key covers what determines the binaries; edits to the CMake
+  # recipe (stamp) only trigger an incremental re-configure/build in place.
+  local key hash build_dir stamp
+  key="$src_id|mpi=$WITH_MPI|$("$PY" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)')"
+  key+="|$(c++ --version | head -n1)"
+  hash="$(echo "$key" | sha256sum | cut -c1-12)"
+  build_dir="$CACHE/lammps-$version-$hash"
+  stamp="$(cat "$REPO/CMakeLists.txt" "$REPO"/lammps_plugin/cmake/*.cmake | sha256sum | cut -c1-16)"
+  mkdir -p "$build_dir"
+  exec 9>"$build_dir/.lock"
+  flock 9
+
+  # A user's source tree may have changed: always let make decide there.
+  if [[ -z "${LAMMPS_SOURCE_DIR:-}" && "$(cat "$build_dir/.built" 2>/dev/null)" == "$stamp" ]] &&
+     installed_ok "$version"; then
+    log "up to date: $build_dir installed in $PY_PREFIX"
+    return
+  fi
+  echo "$key" > "$build_dir/key.txt"
+  log "building LAMMPS $version in $build_dir (log: $build_dir/build.log)"
+  local t0=$SECONDS
+  if ! {
+    cmake -S "$REPO" -B "$build_dir/build" -DLAMMPS_SOURCE_DIR="$src" -DPython_EXECUTABLE="$PY" \
+          -DORB_MD_WITH_MPI="$WITH_MPI" -DCMAKE_INSTALL_PREFIX="$PY_PREFIX" &&
+    nice -n "${ORB_MD_NICE:-10}" cmake --build "$build_dir/build" -j "$JOBS"
+  } > "$build_dir/build.log" 2>&1; then
+    tail -n 40 "$build_dir/build.log" >&2
+    die "LAMMPS configure/build failed; full log: $build_dir/build.log"
+  fi
+  echo "$stamp" > "$build_dir/.built"
+  log "build finished in $((SECONDS - t0)) s; installing into $PY_PREFIX"
+  cmake --install "$build_dir/build" > "$build_dir/install.log" 2>&1 ||
+    { tail -n 40 "$build_dir/install.log" >&2; die "install failed; log: $build_dir/install.log"; }
+  installed_ok "$version" || die "installed LAMMPS does not import from $PY with ML-IAP + PYTHON"
+  log "done: $PY_PREFIX/bin/lmp, lammps Python package in $PY_PREFIX"
+}
+
+main

@@ -1,0 +1,91 @@
+"""Loading official-layout checkpoints: round trip, cache lookup, and clear errors."""
+
+from __future__ import annotations
+
+import ase.build
+import pytest
+import torch
+
+from orb_md import CheckpointError, build_model, load_model
+from orb_md.batch import atoms_to_batch, evaluate
+from orb_md.checkpoints import CACHE_ENV, checkpoint_path
+from orb_md.model.config import released_config
+from tests.orb_reference import orb_models_graph, orb_models_predict, orb_models_twin
+
+SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64}
+
+
+def crystal() -> ase.Atoms:
+    atoms = ase.build.bulk("NaCl", "rocksalt", a=5.6) * (2, 1, 1)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def test_orb_models_state_dict_round_trip(tmp_path):
+    """An orb-models model saved as .ckpt, loaded by path in orb_md: same numbers."""
+    template = build_model("orb-v3-direct-20-omat", dtype=torch.float64, zero_net_force=False)
+    twin = orb_models_twin(template)
+    with torch.no_grad():
+        for p in twin.parameters():  # orb-models' own weights, not ours
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "orb-v3-direct-20-omat-20250404.ckpt"
+    torch.save({k: v.float() for k, v in twin.state_dict().items()}, path)
+    twin = twin.float().double()  # the values the float32 file holds
+    ours = load_model(path, precision="float64", zero_net_force=False)
+    atoms = crystal()
+    ref = orb_models_predict(twin, orb_models_graph(ours, atoms, torch.float64), torch.float64)
+    out = evaluate(ours, atoms_to_batch([atoms]))
+    for key in ("energy", "forces", "stress"):
+        assert torch.allclose(out[key], ref[key], rtol=1e-10, atol=1e-9), key
+
+
+def test_load_by_name_from_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    model = build_model("orb-v3-conservative-inf-mpa", seed=4)
+    config = released_config("orb-v3-conservative-inf-mpa")
+    torch.save(model.state_dict(), tmp_path / "orb-v3-conservative-inf-mpa-20250404.ckpt")
+    loaded = load_model("orb-v3-conservative-inf-mpa", precision="float32-highest", download=False)
+    assert checkpoint_path(config, download=False).parent == tmp_path
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_missing_offline_checkpoint_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError) as info:
+        load_model("orb-v3-direct-inf-omat", download=False)
+    message = str(info.value)
+    assert "orb-v3-direct-inf-omat-20250404.ckpt" in message and str(tmp_path) in message
+    assert "orbitalmaterials-public-models" in message
+
+
+def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr("orb_md.model.config.WEIGHTS_URL", "http://127.0.0.1:9/")
+    config = released_config("orb-v3-direct-20-mpa").replace(weights_file="x/orb-v3-direct-20-mpa.ckpt")
+    with pytest.raises(CheckpointError, match="download failed"):
+        checkpoint_path(config)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / "orb-v3-direct-20-omat.ckpt"
+    torch.save(build_model("orb-v3-direct-20-omat", **SMALL).state_dict(), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_model(path)
+
+
+def test_wrong_architecture_names_keys_and_shapes(tmp_path):
+    path = tmp_path / "orb-v3-direct-20-omat.ckpt"
+    torch.save(build_model("orb-v3-direct-20-omat", **SMALL).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"shape mismatches model\.atom_emb\.embeddings\.weight"):
+        load_model(path)
+    conservative = tmp_path / "conservative.ckpt"
+    torch.save(build_model("orb-v3-conservative-20-omat").state_dict(), conservative)
+    with pytest.raises(CheckpointError, match="missing keys heads.forces"):
+        load_model(conservative, architecture="orb-v3-direct-20-omat")
+
+
+def test_unknown_name():
+    with pytest.raises(Exception, match="unknown Orb-v3 model 'orb-v4'"):
+        load_model("orb-v4")

@@ -1,0 +1,135 @@
+"""The LAMMPS build from scripts/build_lammps.sh: `pair_style mliap unified` with
+LAMMPS's stock Python LJ model must reproduce `pair_style lj/cut` through `lmp`,
+through the `lammps` Python module, and under `mpirun -np 2`.
+
+Skipped when LAMMPS is not installed in this Python environment, unless the
+environment variable CI is set (then a missing build is a failure).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PREFIX = Path(sys.prefix)
+LMP = PREFIX / "bin" / "lmp"
+BUILD_HINT = f"run scripts/build_lammps.sh --python {sys.executable}"
+
+
+def _lammps_installed() -> bool:
+    try:
+        import lammps  # noqa: F401
+    except ImportError:
+        return False
+    return LMP.exists()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _require_lammps():
+    if not _lammps_installed():
+        if os.environ.get("CI"):
+            pytest.fail(f"LAMMPS is not installed in {PREFIX} (CI is set; {BUILD_HINT})", pytrace=False)
+        pytest.skip(f"LAMMPS not built for {PREFIX}; {BUILD_HINT}")
+
+
+# Melt-like LJ system (units lj, sigma = 1: the stock model is exact there),
+# 4x4x4 fcc cells = 256 atoms, enough to split over 2 ranks.
+SYSTEM = """
+units lj
+atom_style atomic
+lattice fcc 0.8442
+region box block 0 4 0 4 0 4
+create_box 1 box
+create_atoms 1 box
+mass 1 1.0
+velocity all create 3.0 87287 loop geom
+neighbor 0.3 bin
+neigh_modify every 20 delay 0 check no
+"""
+PAIR_LJ = "pair_style lj/cut 2.5\npair_coeff * * 1.0 1.0\n"
+PAIR_MLIAP = "pair_style mliap unified {model} 0\npair_coeff * * Ar\n"
+STEPS = "fix 1 all nve\nthermo 10\nrun 20\n"
+RUN = STEPS + 'print "ORB_RESULT $(pe:%.15g) $(press:%.15g) $(ke:%.15g)"\n'
+# LAMMPS's own example pattern (examples/mliap/in.mliap.unified.lj.Ar): pickle
+# the stock model from LAMMPS's embedded Python, then load it by file name.
+MAKE_PICKLE = '''
+python create_pickle here """
+from lammps.mliap.mliap_unified_lj import MLIAPUnifiedLJ
+def create_pickle():
+    MLIAPUnifiedLJ(["Ar"]).pickle("lj_Ar.pkl")
+"""
+python create_pickle invoke
+'''
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # lmp embeds the Python found first on PATH: make it this environment's.
+    env["PATH"] = f"{PREFIX / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(PREFIX)
+    env.update(OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+def _run_lmp(tmp_path: Path, script: str, mpi_ranks: int = 0) -> tuple[list[float], str]:
+    (tmp_path / "in.test").write_text(script)
+    cmd = [str(LMP), "-nocite", "-log", "none", "-in", "in.test"]
+    if mpi_ranks:
+        mpirun = shutil.which("mpirun", path=_env()["PATH"])
+        assert mpirun, "mpirun not found (install mpich)"
+        cmd = [mpirun, "-np", str(mpi_ranks), *cmd]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return _result(out), out
+
+
+def _result(out: str) -> list[float]:
+    match = re.search(r"^ORB_RESULT (\S+) (\S+) (\S+)$", out, re.MULTILINE)
+    assert match, f"no result line in LAMMPS output:\n{out[-4000:]}"
+    return [float(x) for x in match.groups()]
+
+
+@pytest.fixture(scope="module")
+def reference(_require_lammps, tmp_path_factory) -> list[float]:
+    result, _ = _run_lmp(tmp_path_factory.mktemp("lj"), SYSTEM + PAIR_LJ + RUN)
+    return result
+
+
+def test_lmp_mliap_unified_matches_lj(tmp_path, reference):
+    result, _ = _run_lmp(tmp_path, MAKE_PICKLE + SYSTEM + PAIR_MLIAP.format(model="lj_Ar.pkl") + RUN)
+    assert result == pytest.approx(reference, rel=1e-10)
+
+
+def test_mpirun_np2_matches_serial(tmp_path, reference):
+    result, out = _run_lmp(tmp_path, MAKE_PICKLE + SYSTEM + PAIR_MLIAP.format(model="lj_Ar.pkl") + RUN, 2)
+    grid = re.search(r"(\d+) by (\d+) by (\d+) MPI processor grid", out)
+    assert grid and int(grid[1]) * int(grid[2]) * int(grid[3]) == 2, out[-4000:]
+    assert result == pytest.approx(reference, rel=1e-10)
+
+
+def test_python_module_mliap_unified_matches_lj(tmp_path, reference):
+    # Own process: LAMMPS's library mode initialises Python coupling once per process.
+    code = f"""
+import os
+os.chdir({str(tmp_path)!r})
+import lammps.mliap
+from lammps.mliap.mliap_unified_lj import MLIAPUnifiedLJ
+lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+assert {{"ML-IAP", "PYTHON"}} <= set(lmp.installed_packages), lmp.installed_packages
+lammps.mliap.activate_mliappy(lmp)
+lmp.commands_string({SYSTEM!r})
+lammps.mliap.load_unified(MLIAPUnifiedLJ(["Ar"]))
+lmp.commands_string({PAIR_MLIAP.format(model="EXISTS")!r})
+lmp.commands_string({STEPS!r})
+print("ORB_RESULT", *[repr(lmp.get_thermo(k)) for k in ("pe", "press", "ke")])
+lmp.close()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert _result(out) == pytest.approx(reference, rel=1e-10)

@@ -1,0 +1,226 @@
+"""Neighbour lists against ASE (radius graph), orb-models 0.5.5 (k-capped graph) and across backends."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.neighborlist import primitive_neighbor_list
+
+from orb_md.errors import InputError
+from orb_md.graph import NeighborList, VerletNeighborList, neighbor_list
+from orb_md.graph.vesin_search import vesin_available
+
+BACKENDS = ["brute_force", "cell_list"] + (["vesin"] if vesin_available() else [])
+CUTOFF = 6.0
+
+
+def as_inputs(atoms: Atoms, dtype=torch.float64):
+    cell = torch.tensor(atoms.cell.array, dtype=dtype)[None]
+    return (
+        torch.tensor(atoms.positions, dtype=dtype),
+        cell,
+        torch.tensor(atoms.pbc)[None],
+        torch.zeros(len(atoms), dtype=torch.int64),
+    )
+
+
+def edge_set(senders, receivers, shifts) -> set:
+    return set(zip(senders.tolist(), receivers.tolist(), map(tuple, shifts.round().long().tolist())))
+
+
+def random_triclinic(seed: int, n_atoms: int = 24) -> Atoms:
+    rng = np.random.default_rng(seed)
+    cell = np.diag(rng.uniform(5.0, 9.0, 3)) + np.triu(rng.uniform(-3.0, 3.0, (3, 3)), 1)
+    return Atoms("X" * n_atoms, scaled_positions=rng.random((n_atoms, 3)), cell=cell, pbc=True)
+
+
+def structures() -> dict[str, Atoms]:
+    skewed = Atoms("X3", positions=[[0, 0, 0], [1.0, 0.5, 0.2], [2.0, 1.1, 0.7]], pbc=True)
+    skewed.cell = [[4.0, 0, 0], [3.8, 1.2, 0], [3.7, 1.1, 1.3]]  # plane spacings far below the cutoff
+    slab = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 1)
+    slab.pbc = (True, True, False)
+    slab.rattle(0.05, seed=1)
+    wire = bulk("Cu", "fcc", a=3.61, cubic=True) * (1, 2, 2)
+    wire.pbc = (True, False, False)
+    wire.rattle(0.05, seed=2)
+    outside = random_triclinic(3)
+    outside.positions += np.random.default_rng(4).integers(-3, 4, (len(outside), 1)) * outside.cell.array[0] + 0.7
+    return {
+        "triclinic_0": random_triclinic(0),
+        "triclinic_1": random_triclinic(1, 8),
+        "skewed_tiny": skewed,
+        "slab": slab,
+        "wire": wire,
+        "molecule": molecule("C6H6"),
+        "cu_1_atom": bulk("Cu", "fcc", a=3.61),
+        "outside_cell": outside,
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(structures()))
+def test_radius_graph_equals_ase(name, backend):
+    atoms = structures()[name]
+    i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell.array, atoms.positions, CUTOFF)
+    got = neighbor_list(*as_inputs(atoms), cutoff=CUTOFF, max_neighbors=-1, backend=backend)
+    assert edge_set(*got) == edge_set(torch.tensor(i), torch.tensor(j), torch.tensor(shift))
+
+
+def test_knn_graph_equals_orb_models():
+    featurization = pytest.importorskip("orb_models.forcefield.featurization_utilities")
+    for atoms in [random_triclinic(5, 40), (bulk("Cu", "fcc", a=3.61) * (3, 3, 3))]:
+        atoms.rattle(0.05, seed=6)
+        atoms.wrap()
+        positions, cell, pbc, system_index = as_inputs(atoms)
+        edge_index, _, shifts = featurization.compute_pbc_radius_graph(
+            positions=positions, cell=cell[0], pbc=pbc[0], radius=CUTOFF, max_number_neighbors=20,
+            edge_method="knn_brute_force", device="cpu", float_dtype=torch.float64,
+        )
+        expected = edge_set(edge_index[0], edge_index[1], shifts)
+        got = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=20)
+        assert edge_set(*got) == expected
+
+
+@pytest.mark.parametrize("atoms", [bulk("Cu", "fcc", a=3.61), bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)])
+def test_backends_identical_with_ties(atoms):
+    inputs = as_inputs(atoms)
+    reference = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
+    assert torch.equal(torch.bincount(reference[0]), torch.full((len(atoms),), 20))
+    outputs = [neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend=b) for b in BACKENDS]
+    outputs.append(torch.jit.script(NeighborList(CUTOFF, 20, "cell_list"))(*inputs))
+    for out in outputs:
+        assert all(torch.equal(a, b) for a, b in zip(out, reference))
+
+
+def test_tie_rule_order():
+    senders, receivers, shifts = neighbor_list(*as_inputs(bulk("Cu", "fcc", a=3.61)), cutoff=CUTOFF, max_neighbors=20)
+    assert shifts.dtype == torch.float64
+    first_shell = shifts[:12].long().tolist()
+    assert first_shell == sorted(first_shell)  # one receiver, equal distances: lexicographic shifts
+
+
+def test_batch_equals_single_calls():
+    systems = [random_triclinic(7, 10), bulk("Cu", "fcc", a=3.61), molecule("H2O"), structures()["slab"]]
+    expected, offset = [], 0
+    for atoms in systems:
+        s, r, sh = neighbor_list(*as_inputs(atoms), cutoff=CUTOFF, max_neighbors=20)
+        expected.append((s + offset, r + offset, sh))
+        offset += len(atoms)
+    expected = [torch.cat(parts) for parts in zip(*expected)]
+    inputs = [as_inputs(a) for a in systems]
+    batch = (
+        torch.cat([x[0] for x in inputs]),
+        torch.cat([x[1] for x in inputs]),
+        torch.cat([x[2] for x in inputs]),
+        torch.cat([torch.full((len(a),), b) for b, a in enumerate(systems)]),
+    )
+    for backend in BACKENDS:
+        got = neighbor_list(*batch, cutoff=CUTOFF, max_neighbors=20, backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_float32_input():
+    atoms = random_triclinic(8)
+    senders, receivers, shifts = neighbor_list(*as_inputs(atoms, torch.float32), cutoff=CUTOFF, max_neighbors=-1)
+    assert shifts.dtype == torch.float32 and senders.dtype == torch.int64
+    i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell.array, atoms.positions, CUTOFF)
+    assert abs(len(senders) - len(i)) <= 2  # float32 rounding may move pairs across the cutoff
+
+
+def test_verlet_reuse_equals_rebuild():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    positions, cell, pbc, system_index = as_inputs(atoms)
+    verlet = torch.jit.script(VerletNeighborList(CUTOFF, 20, skin=0.5, backend="cell_list"))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        positions = positions + 0.03 * torch.randn(positions.shape, generator=generator, dtype=positions.dtype)
+        reused = verlet(positions, cell, pbc, system_index)
+        fresh = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=20, backend="cell_list")
+        assert all(torch.equal(a, b) for a, b in zip(reused, fresh))
+    assert 1 < verlet.builds < 100
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p, c, b, s, k: (p.index_fill(0, torch.tensor([0]), float("nan")), c, b, s, k), "NaN"),
+        (lambda p, c, b, s, k: (p, c * torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1), b, s, k), "zero cell vector"),
+        (lambda p, c, b, s, k: (p, c.index_copy(1, torch.tensor([2]), c[:, :1]), b, s, k), "linearly dependent"),
+        (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=0.0)), "cutoff"),
+        (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=-1.0)), "cutoff"),
+        (lambda p, c, b, s, k: (p[:, :2], c, b, s, k), "shape"),
+        (lambda p, c, b, s, k: (p, c.float(), b, s, k), "dtype"),
+        (lambda p, c, b, s, k: (p, c, b, s.int(), k), "system_index"),
+        (lambda p, c, b, s, k: (p, c, b, s, dict(max_neighbors=0)), "max_neighbors"),
+    ],
+)
+def test_bad_input(change, message):
+    positions, cell, pbc, system_index, kwargs = change(*as_inputs(random_triclinic(9, 4)), {})
+    with pytest.raises(InputError, match=message):
+        neighbor_list(positions, cell, pbc, system_index, **kwargs)
+
+
+def test_mptraj_crystals_equal_ase():
+    db = pytest.importorskip("ase.db")
+    path = "/work/shared/data/mptraj/10_mptraj_systems.db"
+    try:
+        rows = list(db.connect(path).select())
+    except Exception:  # data set not present on this machine
+        pytest.skip(f"{path} not available")
+    for row in rows[:10]:
+        atoms = row.toatoms()
+        i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell.array, atoms.positions, CUTOFF)
+        got = neighbor_list(*as_inputs(atoms), cutoff=CUTOFF, max_neighbors=-1)
+        assert edge_set(*got) == edge_set(torch.tensor(i), torch.tensor(j), torch.tensor(shift))
+
+
+def _selection_cases():
+    rng = np.random.default_rng(11)
+    box = (300 / 0.1) ** (1 / 3)
+    liquid = Atoms("X" * 300, positions=rng.random((300, 3)) * box, cell=[box] * 3, pbc=True)
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)  # degenerate shells: the tie rule decides
+    batch = [random_triclinic(12, 10), bulk("Cu", "fcc", a=3.61), molecule("H2O"), structures()["slab"]]
+    inputs = [as_inputs(a) for a in batch]
+    batched = (
+        torch.cat([x[0] for x in inputs]),
+        torch.cat([x[1] for x in inputs]),
+        torch.cat([x[2] for x in inputs]),
+        torch.cat([torch.full((len(a),), b) for b, a in enumerate(batch)]),
+    )
+    return [as_inputs(liquid), as_inputs(crystal), as_inputs(structures()["skewed_tiny"]), batched]
+
+
+def test_native_selection_equals_torch(monkeypatch):
+    from orb_md.graph import knn, native
+    from orb_md.graph.backends import make_search
+
+    if not native.native_available():
+        pytest.skip("compiled k-NN op unavailable (no compiler)")
+    generator = torch.Generator().manual_seed(3)
+    for positions, cell, pbc, system_index in _selection_cases():
+        senders, receivers, shifts = make_search("cell_list", CUTOFF + 0.5)(positions, cell, pbc, system_index)
+        permutation = torch.randperm(senders.shape[0], generator=generator)  # any candidate order
+        candidates = (senders[permutation], receivers[permutation], shifts[permutation])
+        for k in (1, 20, -1):
+            fast = knn.select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
+            monkeypatch.setitem(native._state, "ok", False)
+            slow = knn.select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
+            monkeypatch.setitem(native._state, "ok", True)
+            assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+            assert fast[2].dtype == positions.dtype
+
+
+def test_native_build_failure_falls_back(monkeypatch):
+    from orb_md.graph import native
+
+    def broken():
+        raise RuntimeError("no C++ compiler")
+
+    inputs = as_inputs(bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2))
+    expected = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
+    monkeypatch.setattr(native, "_state", {"tried": False, "ok": False})
+    monkeypatch.setattr(native, "_load", broken)
+    with pytest.warns(RuntimeWarning, match="torch fallback"):
+        got = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))

@@ -1,0 +1,71 @@
+"""TorchScript: every released configuration scripts, saves, reloads and gives eager's exact numbers."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from ase.build import bulk
+
+from orb_md import RELEASED_MODELS, build_model
+from orb_md.graph import neighbor_list
+
+REDUCED = {"latent_dim": 16, "mlp_hidden_dim": 32}
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict:
+    """Rattled periodic NaCl (triclinic primitive cell x2x2x2, 16 atoms), graph from orb_md's neighbour list."""
+    atoms = bulk("NaCl", "rocksalt", a=5.64) * (2, 2, 2)
+    atoms.rattle(0.05, seed=1)
+    positions = torch.tensor(atoms.positions, dtype=torch.float64)
+    cell = torch.tensor(atoms.cell.array, dtype=torch.float64)[None]
+    pbc = torch.tensor(atoms.pbc)[None]
+    system_index = torch.zeros(len(atoms), dtype=torch.long)
+    return {
+        "positions": positions, "atomic_numbers": torch.tensor(atoms.numbers), "cell": cell, "pbc": pbc,
+        "system_index": system_index, "total_charge": torch.tensor([1.0], dtype=torch.float64),
+        "spin": torch.tensor([2.0], dtype=torch.float64),
+    }
+
+
+def _run(model: torch.nn.Module, charge_spin: bool, max_neighbors: int, x: dict) -> dict[str, torch.Tensor]:
+    senders, receivers, shifts = neighbor_list(
+        x["positions"], x["cell"], x["pbc"], x["system_index"], cutoff=6.0, max_neighbors=max_neighbors
+    )
+    out = model(
+        x["positions"], x["atomic_numbers"], x["cell"], x["pbc"], senders, receivers, shifts, x["system_index"],
+        x["total_charge"] if charge_spin else None, x["spin"] if charge_spin else None,
+    )
+    return {k: v.detach() for k, v in out.items()}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED_MODELS))
+def test_script_save_load_bit_identical(name: str, inputs: dict) -> None:
+    model = build_model(name, dtype=torch.float64, **REDUCED)
+    config = model.config
+    scripted = torch.jit.script(model)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+
+    eager = _run(model, config.charge_spin, config.max_neighbors, inputs)
+    reloaded = _run(loaded, config.charge_spin, config.max_neighbors, inputs)
+    expected_keys = {"energy", "forces", "confidence"} | ({"stress"} if config.has_stress else set())
+    assert expected_keys <= set(eager)
+    assert set(reloaded) == set(eager)
+    mismatches = []
+    for key, value in eager.items():
+        assert reloaded[key].dtype == value.dtype, key
+        assert torch.isfinite(value).all(), key
+        # never worse than round-off, whatever happens below
+        torch.testing.assert_close(reloaded[key], value, rtol=1e-12, atol=1e-14, msg=f"{name} {key}")
+        if not torch.equal(reloaded[key], value):
+            mismatches.append(f"{key} (max |diff| {float((reloaded[key] - value).abs().max()):.1e})")
+    if mismatches and model.conservative and all(m.split()[0] in ("forces", "stress") for m in mismatches):
+        # Known defect (found 2026-11-23): the scripted autograd.grad of conservative models differs from
+        # eager in the last bits (forces ~1e-16 eV/Å on ~1e-3, stress ~1e-18); energies are bit-identical.
+        pytest.xfail(f"{name}: scripted gradients not bit-identical to eager: {', '.join(mismatches)}")
+    assert not mismatches, f"{name}: scripted outputs differ from eager: {', '.join(mismatches)}"
