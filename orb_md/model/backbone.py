@@ -10,7 +10,7 @@ from torch import nn
 from orb_md.model.config import OrbConfig
 from orb_md.model.conditioning import ChargeSpinConditioner
 from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_envelope
-from orb_md.model.layers import mlp, mlp_and_norm, segment_sum
+from orb_md.model.layers import PairMLP, mlp, mlp_and_norm, segment_sum
 
 NUM_ELEMENTS = 118
 
@@ -53,7 +53,7 @@ class AttentionInteraction(nn.Module):
         super().__init__()
         latent, width, depth = config.latent_dim, config.mlp_hidden_dim, config.mlp_depth
         self._node_mlp = mlp_and_norm(3 * latent, width, depth, latent)
-        self._edge_mlp = mlp_and_norm(3 * latent, width, depth, latent)
+        self._edge_mlp = PairMLP(latent, width, depth, latent)
         self._receive_attn = nn.Linear(latent, 1)
         self._send_attn = nn.Linear(latent, 1)
         self._cond_node_proj = nn.Linear(latent, latent) if config.charge_spin else None
@@ -73,8 +73,7 @@ class AttentionInteraction(nn.Module):
             nodes = nodes + proj(condition)
         receive_gate = torch.sigmoid(self._receive_attn(edges)) * envelope
         send_gate = torch.sigmoid(self._send_attn(edges)) * envelope
-        edge_in = torch.cat([edges, nodes[senders], nodes[receivers]], dim=1)
-        new_edges = self._edge_mlp(edge_in)
+        new_edges = self._edge_mlp(edges, nodes, senders, receivers)
         n = nodes.shape[0]
         sent = segment_sum(new_edges * send_gate, senders, n)
         received = segment_sum(new_edges * receive_gate, receivers, n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,6 +30,39 @@ def mlp_and_norm(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.S
             [("mlp", mlp(in_dim, hidden_dim, depth, out_dim)), ("layer_norm", nn.RMSNorm(out_dim))]
         )
     )
+
+
+class PairMLP(nn.Module):
+    """``mlp_and_norm`` applied to [edge, node[sender], node[receiver]], without building the concatenation.
+
+    The first linear layer of an input concatenation is a sum of three linear maps, so the two
+    node parts are projected once per node (N rows) and gathered, instead of once per edge
+    (E = k N rows): about a third fewer multiply-adds in message passing. Parameter names are
+    those of ``mlp_and_norm`` (``mlp.NN-0.weight`` with all 3 * latent input columns).
+    """
+
+    def __init__(self, latent: int, hidden_dim: int, depth: int, out_dim: int) -> None:
+        super().__init__()
+        self.latent = latent
+        self.mlp = mlp(3 * latent, hidden_dim, depth, out_dim)
+        self.layer_norm = nn.RMSNorm(out_dim)
+
+    def forward(
+        self, edges: torch.Tensor, nodes: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
+    ) -> torch.Tensor:
+        """Updated edge features, shape (E, out_dim)."""
+        first = self.mlp[0]
+        n = self.latent
+        weight = first.weight
+        x = F.linear(edges, weight[:, :n], first.bias)
+        x = x + F.linear(nodes, weight[:, n : 2 * n]).index_select(0, senders)
+        x = x + F.linear(nodes, weight[:, 2 * n :]).index_select(0, receivers)
+        index = 0
+        for layer in self.mlp:
+            if index > 0:
+                x = layer(x)
+            index += 1
+        return self.layer_norm(x)
 
 
 class RunningStats(nn.Module):
@@ -58,10 +92,15 @@ class ScalarNormalizer(nn.Module):
 
 
 def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Sum rows of ``values`` that share an ``index`` (scatter-add)."""
+    """Sum rows of ``values`` that share an ``index``.
+
+    scatter_add rather than index_add: inductor's CPU code generation fails on the latter
+    (torch 2.9, dynamic shapes).
+    """
     shape = [num_segments] + list(values.shape[1:])
     out = torch.zeros(shape, dtype=values.dtype, device=values.device)
-    return out.index_add(0, index, values)
+    expanded = index.view([-1] + [1] * (values.dim() - 1)).expand_as(values)
+    return out.scatter_add(0, expanded, values)
 
 
 def segment_mean(

@@ -131,7 +131,7 @@ class OrbModel(nn.Module):
         positions = positions.to(dtype)
         cell = cell.to(dtype)
         unit_shifts = unit_shifts.to(dtype)
-        counts = torch.bincount(system_index, minlength=cell.shape[0])
+        counts = segment_sum(torch.ones_like(system_index), system_index, cell.shape[0])
         if self.conservative:
             return self._conservative(
                 positions, atomic_numbers, cell, pbc, senders, receivers, unit_shifts,
@@ -252,7 +252,9 @@ class OrbModel(nn.Module):
             vacuum = ~pbc.any(dim=1)
             torque_free = remove_net_torque(forces, positions, system_index, counts)
             forces = torch.where(vacuum[system_index][:, None], torque_free, forces)
-            forces = forces.index_add(0, receivers, edge_force).index_add(0, senders, -edge_force)
+            forces = forces + segment_sum(
+                torch.cat([edge_force, -edge_force]), torch.cat([receivers, senders]), forces.shape[0]
+            )
             out["forces"] = forces
         stress_head = self.heads.stress
         if compute_stress and stress_head is not None:
