@@ -77,24 +77,37 @@ def atoms_to_batch(
     )
 
 
+def check_overlap(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    system_index: torch.Tensor,
+    senders: torch.Tensor,
+    receivers: torch.Tensor,
+    shifts: torch.Tensor,
+) -> None:
+    """Raise InputError if the closest pair of the graph is nearer than MIN_DISTANCE."""
+    if senders.numel() == 0:
+        return
+    vectors = (
+        positions[receivers] - positions[senders]
+        + torch.bmm(shifts.to(positions.dtype)[:, None, :], cell[system_index[senders]]).squeeze(1)
+    )
+    lengths = torch.linalg.vector_norm(vectors, dim=1)
+    closest = int(torch.argmin(lengths))
+    if float(lengths[closest]) < MIN_DISTANCE:
+        raise InputError(
+            f"atoms {int(senders[closest])} and {int(receivers[closest])} overlap "
+            f"(distance {float(lengths[closest]):.2e} Å < {MIN_DISTANCE} Å)"
+        )
+
+
 def build_graph(model: OrbModel, batch: SystemBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The model's k-nearest graph of the batch, rejecting overlapping atoms."""
     senders, receivers, shifts = neighbor_list(
         batch.positions, batch.cell, batch.pbc, batch.system_index,
         cutoff=model.config.cutoff, max_neighbors=model.config.max_neighbors,
     )
-    if senders.numel():
-        vectors = (
-            batch.positions[receivers] - batch.positions[senders]
-            + torch.bmm(shifts[:, None, :], batch.cell[batch.system_index[senders]]).squeeze(1)
-        )
-        lengths = torch.linalg.vector_norm(vectors, dim=1)
-        closest = int(torch.argmin(lengths))
-        if float(lengths[closest]) < MIN_DISTANCE:
-            raise InputError(
-                f"atoms {int(senders[closest])} and {int(receivers[closest])} overlap "
-                f"(distance {float(lengths[closest]):.2e} Å < {MIN_DISTANCE} Å)"
-            )
+    check_overlap(batch.positions, batch.cell, batch.system_index, senders, receivers, shifts)
     return senders, receivers, shifts
 
 

@@ -8,14 +8,11 @@ cheaper than per-system lists for many small systems: one search call instead of
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from orb_md.batch import MIN_DISTANCE
+from orb_md.batch import check_overlap
 from orb_md.errors import InputError
 from orb_md.graph import VerletNeighborList
-from orb_md.md.chunked import chunked_inference
 from orb_md.md.state import MDState
 from orb_md.model.orb import OrbModel
 
@@ -26,7 +23,7 @@ class ForceField:
     def __init__(self, model: OrbModel, skin: float = 1.0, chunk: int = 0, backend: str = "auto") -> None:
         self.model = model
         self.neighbors = VerletNeighborList(model.config.cutoff, model.config.max_neighbors, skin, backend)
-        self.chunk = int(chunk)
+        model.model.edge_chunk = int(chunk)  # 0: whole graph at once; see GraphNetwork
         self.calls = 0
         parameter = next(model.parameters())
         self.dtype, self.device = parameter.dtype, parameter.device
@@ -38,11 +35,10 @@ class ForceField:
         pbc = state.pbc.to(self.device)
         senders, receivers, shifts = self.neighbors(pos, cell, pbc, index)
         if self.calls == 0 and senders.numel():
-            _check_overlap(pos, cell, index, senders, receivers, shifts)
+            check_overlap(pos, cell, index, senders, receivers, shifts)
         charge_spin = self.model.config.charge_spin
         want_stress = stress and bool(pbc.any())
-        chunking = chunked_inference(self.model, self.chunk) if self.chunk > 0 else contextlib.nullcontext()
-        with torch.set_grad_enabled(self.model.conservative), chunking:
+        with torch.set_grad_enabled(self.model.conservative):
             out = self.model(
                 pos.to(self.dtype), state.atomic_numbers.to(self.device), cell.to(self.dtype), pbc,
                 senders, receivers, shifts, index,
@@ -62,13 +58,3 @@ class ForceField:
             raise InputError(f"non-finite forces or energy (systems {bad or 'energy only'}); the simulation blew up")
         self.calls += 1
 
-
-def _check_overlap(pos, cell, index, senders, receivers, shifts) -> None:
-    vectors = pos[receivers] - pos[senders] + torch.bmm(shifts.to(pos.dtype)[:, None, :], cell[index[senders]]).squeeze(1)
-    lengths = torch.linalg.vector_norm(vectors, dim=1)
-    closest = int(torch.argmin(lengths))
-    if float(lengths[closest]) < MIN_DISTANCE:
-        raise InputError(
-            f"atoms {int(senders[closest])} and {int(receivers[closest])} overlap "
-            f"(distance {float(lengths[closest]):.2e} Å < {MIN_DISTANCE} Å)"
-        )

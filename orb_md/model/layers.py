@@ -7,6 +7,7 @@ Module names follow the orb-models checkpoint layout (``mlp.NN-0.weight``, ``lay
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,16 +48,25 @@ class PairMLP(nn.Module):
         self.mlp = mlp(3 * latent, hidden_dim, depth, out_dim)
         self.layer_norm = nn.RMSNorm(out_dim)
 
-    def forward(
-        self, edges: torch.Tensor, nodes: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
-    ) -> torch.Tensor:
-        """Updated edge features, shape (E, out_dim)."""
-        first = self.mlp[0]
+    def node_parts(self, nodes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sender and receiver parts of the first layer, evaluated once per node."""
+        weight = self.mlp[0].weight
         n = self.latent
-        weight = first.weight
-        x = F.linear(edges, weight[:, :n], first.bias)
-        x = x + F.linear(nodes, weight[:, n : 2 * n]).index_select(0, senders)
-        x = x + F.linear(nodes, weight[:, 2 * n :]).index_select(0, receivers)
+        return F.linear(nodes, weight[:, n : 2 * n]), F.linear(nodes, weight[:, 2 * n :])
+
+    def forward(
+        self,
+        edges: torch.Tensor,
+        sender_part: torch.Tensor,
+        receiver_part: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+    ) -> torch.Tensor:
+        """Updated edge features, shape (E, out_dim), given :meth:`node_parts`."""
+        first = self.mlp[0]
+        x = F.linear(edges, first.weight[:, : self.latent], first.bias)
+        x = x + sender_part.index_select(0, senders)
+        x = x + receiver_part.index_select(0, receivers)
         index = 0
         for layer in self.mlp:
             if index > 0:
