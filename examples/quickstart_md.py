@@ -42,7 +42,7 @@ def main() -> None:
     atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
     atoms.calc = OrbCalculator(model_for(args.model, "float32-high"))
     MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(0))
-    dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature, friction=0.01 / units.fs,
+    dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature, friction=0.01 / units.fs, fixcm=False,
                    trajectory=args.trajectory, rng=np.random.default_rng(1))
     start = time.perf_counter()
 
