@@ -7,7 +7,7 @@ vector is ``pos[t] - pos[s] + unit_shifts @ cell``. Several systems can be evalu
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -132,72 +132,31 @@ class OrbModel(nn.Module):
         cell = cell.to(dtype)
         unit_shifts = unit_shifts.to(dtype)
         counts = segment_sum(torch.ones_like(system_index), system_index, cell.shape[0])
-        if self.conservative:
-            return self._conservative(
-                positions, atomic_numbers, cell, pbc, senders, receivers, unit_shifts,
-                system_index, counts, total_charge, spin, compute_forces, compute_stress,
+        edge_system = system_index[senders]
+        differentiate = self.conservative and (compute_forces or compute_stress)
+        if differentiate:
+            # forces = -dE/dr and virial = dE/d(strain), with a symmetric strain of positions and cell
+            if not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            strain = torch.zeros_like(cell).requires_grad_(True)
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            strained = positions + torch.bmm(positions[:, None, :], symmetric[system_index]).squeeze(1)
+            vectors = edge_vectors(
+                strained, cell + torch.bmm(cell, symmetric), senders, receivers, unit_shifts, edge_system
             )
-        return self._direct(
-            positions, atomic_numbers, cell, pbc, senders, receivers, unit_shifts,
-            system_index, counts, total_charge, spin, compute_forces, compute_stress,
-        )
-
-    def _energy(
-        self,
-        vectors: torch.Tensor,
-        atomic_numbers: torch.Tensor,
-        senders: torch.Tensor,
-        receivers: torch.Tensor,
-        system_index: torch.Tensor,
-        counts: torch.Tensor,
-        total_charge: Optional[torch.Tensor],
-        spin: Optional[torch.Tensor],
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(energy incl. ZBL as trained, node features, pooled node features)."""
+        else:
+            strain = torch.zeros_like(cell)
+            vectors = edge_vectors(positions, cell, senders, receivers, unit_shifts, edge_system)
         nodes = self.model(atomic_numbers, vectors, senders, receivers, system_index, total_charge, spin)
         pooled = segment_mean(nodes, system_index, counts)
-        energy = self.heads.energy(pooled, atomic_numbers, system_index, counts)
-        zbl = self.pair_repulsion_fn.per_atom_energy(vectors, atomic_numbers, senders, receivers)
-        zbl_per_system = segment_sum(zbl, system_index, counts.shape[0]).to(torch.float64)
-        if self.conservative:
-            zbl_per_system = zbl_per_system / counts.clamp(min=1).to(torch.float64)
-        return energy + zbl_per_system, nodes, pooled
-
-    def _conservative(
-        self,
-        positions: torch.Tensor,
-        atomic_numbers: torch.Tensor,
-        cell: torch.Tensor,
-        pbc: torch.Tensor,
-        senders: torch.Tensor,
-        receivers: torch.Tensor,
-        unit_shifts: torch.Tensor,
-        system_index: torch.Tensor,
-        counts: torch.Tensor,
-        total_charge: Optional[torch.Tensor],
-        spin: Optional[torch.Tensor],
-        compute_forces: bool,
-        compute_stress: bool,
-    ) -> Dict[str, torch.Tensor]:
-        differentiate = compute_forces or compute_stress
-        if differentiate and not positions.requires_grad:
-            positions = positions.detach().requires_grad_(True)
-        strain = torch.zeros_like(cell).requires_grad_(differentiate)
-        symmetric = 0.5 * (strain + strain.transpose(1, 2))
-        strained_positions = positions + torch.bmm(
-            positions[:, None, :], symmetric[system_index]
-        ).squeeze(1)
-        strained_cell = cell + torch.bmm(cell, symmetric)
-        vectors = edge_vectors(
-            strained_positions, strained_cell, senders, receivers, unit_shifts, system_index[senders]
-        )
-        energy, nodes, _ = self._energy(
-            vectors, atomic_numbers, senders, receivers, system_index, counts, total_charge, spin
+        energy = self.heads.energy(pooled, atomic_numbers, system_index, counts) + self._repulsion(
+            vectors, atomic_numbers, senders, receivers, system_index, counts
         )
         out: Dict[str, torch.Tensor] = {
             "energy": energy,
             "confidence": torch.softmax(self.heads.confidence(nodes), dim=-1),
         }
+        volume = periodic_volume(cell, pbc)
         if differentiate:
             grads: List[Optional[torch.Tensor]] = torch.autograd.grad(
                 [energy.sum()], [positions, strain], create_graph=self.training, allow_unused=True
@@ -207,39 +166,50 @@ class OrbModel(nn.Module):
                 out["forces"] = -gradient if gradient is not None else torch.zeros_like(positions)
             if compute_stress:
                 virial = virial if virial is not None else torch.zeros_like(cell)
-                volume = periodic_volume(cell, pbc)
                 out["stress"] = voigt(per_volume(virial.reshape(-1, 9), volume).reshape(-1, 3, 3))
+        elif not self.conservative and (compute_forces or compute_stress):
+            self._direct_forces_and_stress(
+                out, vectors, nodes, pooled, positions, atomic_numbers, pbc, senders, receivers,
+                system_index, edge_system, counts, volume, compute_forces, compute_stress,
+            )
         return out
 
-    def _direct(
+    def _repulsion(
         self,
+        vectors: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+        system_index: torch.Tensor,
+        counts: torch.Tensor,
+    ) -> torch.Tensor:
+        """ZBL energy per system as trained: summed (direct) or divided by N (conservative)."""
+        zbl = self.pair_repulsion_fn.per_atom_energy(vectors, atomic_numbers, senders, receivers)
+        per_system = segment_sum(zbl, system_index, counts.shape[0]).to(torch.float64)
+        if self.conservative:
+            per_system = per_system / counts.clamp(min=1).to(torch.float64)
+        return per_system
+
+    def _direct_forces_and_stress(
+        self,
+        out: Dict[str, torch.Tensor],
+        vectors: torch.Tensor,
+        nodes: torch.Tensor,
+        pooled: torch.Tensor,
         positions: torch.Tensor,
         atomic_numbers: torch.Tensor,
-        cell: torch.Tensor,
         pbc: torch.Tensor,
         senders: torch.Tensor,
         receivers: torch.Tensor,
-        unit_shifts: torch.Tensor,
         system_index: torch.Tensor,
+        edge_system: torch.Tensor,
         counts: torch.Tensor,
-        total_charge: Optional[torch.Tensor],
-        spin: Optional[torch.Tensor],
+        volume: torch.Tensor,
         compute_forces: bool,
         compute_stress: bool,
-    ) -> Dict[str, torch.Tensor]:
-        edge_system = system_index[senders]
-        vectors = edge_vectors(positions, cell, senders, receivers, unit_shifts, edge_system)
-        energy, nodes, pooled = self._energy(
-            vectors, atomic_numbers, senders, receivers, system_index, counts, total_charge, spin
-        )
-        out: Dict[str, torch.Tensor] = {
-            "energy": energy,
-            "confidence": torch.softmax(self.heads.confidence(nodes), dim=-1),
-        }
-        if not (compute_forces or compute_stress):
-            return out
-        zbl = self.pair_repulsion_fn
-        _, dv_dr = zbl.edge_energy_and_derivative(
+    ) -> None:
+        """Head forces/stress plus the analytic ZBL forces and virial, added to ``out``."""
+        _, dv_dr = self.pair_repulsion_fn.edge_energy_and_derivative(
             vectors, atomic_numbers[senders], atomic_numbers[receivers]
         )
         r = torch.linalg.vector_norm(vectors, dim=1)
@@ -252,16 +222,13 @@ class OrbModel(nn.Module):
             vacuum = ~pbc.any(dim=1)
             torque_free = remove_net_torque(forces, positions, system_index, counts)
             forces = torch.where(vacuum[system_index][:, None], torque_free, forces)
-            forces = forces + segment_sum(
+            out["forces"] = forces + segment_sum(
                 torch.cat([edge_force, -edge_force]), torch.cat([receivers, senders]), forces.shape[0]
             )
-            out["forces"] = forces
         stress_head = self.heads.stress
         if compute_stress and stress_head is not None:
             edge_virial = -vectors[:, :, None] * edge_force[:, None, :]
             virial = segment_sum(edge_virial, edge_system, counts.shape[0])
-            volume = periodic_volume(cell, pbc)
             repulsion = voigt(per_volume(virial.reshape(-1, 9), volume).reshape(-1, 3, 3))
             periodic = (volume > 0).to(repulsion.dtype)[:, None]
             out["stress"] = stress_head(pooled) * periodic + repulsion
-        return out
