@@ -11,7 +11,7 @@ import torch
 
 from orb_md.errors import InputError
 from orb_md.graph import neighbor_list
-from orb_md.model.orb import OrbModel
+from orb_md.model.orb import OrbModel, edge_vectors
 
 MAX_ATOMIC_NUMBER = 117  # Z+1 must index the covalent radii (ZBL) and Z the one-hot reference
 MIN_DISTANCE = 0.01  # Å; closer atoms are treated as overlapping
@@ -88,9 +88,8 @@ def check_overlap(
     """Raise InputError if the closest pair of the graph is nearer than MIN_DISTANCE."""
     if senders.numel() == 0:
         return
-    vectors = (
-        positions[receivers] - positions[senders]
-        + torch.bmm(shifts.to(positions.dtype)[:, None, :], cell[system_index[senders]]).squeeze(1)
+    vectors = edge_vectors(
+        positions, cell, senders, receivers, shifts.to(positions.dtype), system_index[senders]
     )
     lengths = torch.linalg.vector_norm(vectors, dim=1)
     closest = int(torch.argmin(lengths))
