@@ -14,7 +14,7 @@ import openmm.unit as unit  # noqa: E402
 
 from orb_md import build_model  # noqa: E402
 from orb_md.graph import neighbor_list  # noqa: E402
-from orb_md_openmm.force import create_torch_force  # noqa: E402
+from orb_md_openmm.force import build_module, create_torch_force  # noqa: E402
 from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
 
 SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
@@ -74,3 +74,15 @@ def test_charge_on_model_without_charge_input_is_rejected(water_box: app.Modelle
     model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, **SMALL)
     with pytest.raises(ValueError, match="takes no total charge/spin"):
         create_torch_force(model, water_box.topology, charge=1)
+
+
+def test_direct_module_records_no_autograd_graph(water_box: app.Modeller) -> None:
+    """OpenMM's Reference/CPU kernels pass positions with requires_grad=True even when the module
+    outputs forces; a direct model's forces are no gradient, so recording autograd would only cost
+    time and memory (and the random models here have parameters that require grad)."""
+    model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, **SMALL)
+    module = build_module(model, [a.element.atomic_number for a in water_box.topology.atoms()], None, True)
+    positions = torch.tensor(water_box.positions.value_in_unit(unit.nanometer), dtype=torch.float64, requires_grad=True)
+    box = torch.tensor(water_box.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer), dtype=torch.float64)
+    energy, forces = module(positions, box)
+    assert not energy.requires_grad and not forces.requires_grad

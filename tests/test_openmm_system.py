@@ -8,7 +8,11 @@ message-passing steps), float64, so every test stays a few seconds on 2 CPU core
 from __future__ import annotations
 
 import copy
+import re
+import signal
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +27,14 @@ import ase  # noqa: E402
 import openmm.app as app  # noqa: E402
 import openmm.unit as unit  # noqa: E402
 from openmmml import MLPotential  # noqa: E402
+from openmmtorch import TorchForce  # noqa: E402
 
 from orb_md import build_model  # noqa: E402
 from orb_md.calculator import OrbCalculator  # noqa: E402
+from orb_md.errors import InputError  # noqa: E402
+from orb_md_openmm.force import create_torch_force  # noqa: E402
 from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
+from orb_md_openmm.serialization import deserialize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
@@ -152,21 +160,85 @@ def test_mixed_system_energy_is_mm_rest_plus_ml_subset(water_box: app.Modeller) 
     assert _energy_forces(mixed, water_box.positions)[0] == pytest.approx(mm_rest + ml_energy, rel=1e-6)
 
 
-TORCHFORCE_XML_SEGFAULT = (
-    "openmm-torch 1.5 (PyPI wheel): XmlSerializer.deserialize of any TorchForce segfaults here, "
-    "even for a one-line scripted module (serialize works); upstream bug, not orb_md's"
-)
-
-
-@pytest.mark.parametrize(
-    "implementation", [pytest.param("torchforce", marks=pytest.mark.skip(reason=TORCHFORCE_XML_SEGFAULT)), "pythonforce"]
-)
+@pytest.mark.parametrize("implementation", ["torchforce", "pythonforce"])
 def test_xml_round_trip(water_box: app.Modeller, implementation: str) -> None:
     system = MLPotential("orb_md/orb-v3-direct-20-omat").createSystem(
         water_box.topology, model=tiny("orb-v3-direct-20-omat"), implementation=implementation
     )
-    copy_ = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    assert _energy_forces(copy_, water_box.positions)[0] == pytest.approx(_energy_forces(system, water_box.positions)[0], rel=1e-12)
+    xml = openmm.XmlSerializer.serialize(system)
+    copy_ = deserialize(xml)
+    assert [TorchForce.isinstance(f) for f in copy_.getForces()] == [TorchForce.isinstance(f) for f in system.getForces()]
+    want = _energy_forces(system, water_box.positions)
+    _assert_close(_energy_forces(copy_, water_box.positions), want, rel=1e-12)
+    if implementation == "pythonforce":  # OpenMM's own deserializer handles everything but TorchForce
+        _assert_close(_energy_forces(openmm.XmlSerializer.deserialize(xml), water_box.positions), want, rel=1e-12)
+
+
+def test_torchforce_fields_survive_deserialize(water_box: app.Modeller) -> None:
+    force = create_torch_force(tiny("orb-v3-direct-20-omat"), water_box.topology, cuda_graphs=True)
+    force.setForceGroup(3)
+    force.addGlobalParameter("scale", 0.5)
+    force.addEnergyParameterDerivative("scale")
+    force.setProperty("CUDAGraphWarmupSteps", "4")
+    xml = openmm.XmlSerializer.serialize(force)
+    copy_ = deserialize(xml)
+    assert TorchForce.isinstance(copy_)
+    # Every field but the TorchScript archive (re-saved, so its bytes differ) is written back as read.
+    archive = re.compile(r'encodedFileContents="[0-9a-f]+"')
+    assert archive.sub("", openmm.XmlSerializer.serialize(copy_)) == archive.sub("", xml)
+    for field in ('forceGroup="3"', 'outputsForces="1"', 'usesPeriodic="1"', 'name="scale"', 'value="4"', 'value="true"'):
+        assert field in xml
+
+
+def test_deserialize_rejects_other_documents() -> None:
+    with pytest.raises(InputError, match="expected an OpenMM <System> or <Force>"):
+        deserialize(openmm.XmlSerializer.serialize(openmm.VerletIntegrator(0.001)))
+    with pytest.raises(InputError, match="not OpenMM XML"):
+        deserialize("<System")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+NATIVE_CHILD = """
+import sys
+import torch, openmm, openmm.unit as unit  # torch first: openmm-torch's kernels link it
+import numpy as np
+import openmmtorch
+system = openmm.XmlSerializer.deserialize(open(sys.argv[1]).read())
+context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+context.setPositions(np.load(sys.argv[2]))
+print(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+"""
+
+
+@pytest.mark.parametrize("implementation", ["torchforce", "pythonforce"])
+def test_openmm_deserializer_in_a_fresh_process(water_box: app.Modeller, tmp_path: Path, implementation: str) -> None:
+    """openmm.XmlSerializer.deserialize itself, in a child process that has imported nothing of
+    the model yet (so a crash fails this test only).
+
+    PythonForce must read back there. TorchForce: documented limitation (orb_md_openmm.serialization),
+    with OpenMM >= 8.6 and openmm-torch <= 1.5 it dies with SIGSEGV; with other versions it must work.
+    """
+    system = MLPotential("orb_md/orb-v3-direct-20-omat").createSystem(
+        water_box.topology, model=tiny("orb-v3-direct-20-omat"), implementation=implementation
+    )
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    np.save(tmp_path / "positions.npy", _nm(water_box.positions))
+    child = subprocess.run(
+        [sys.executable, "-c", NATIVE_CHILD, str(tmp_path / "system.xml"), str(tmp_path / "positions.npy")],
+        capture_output=True, text=True, timeout=600,
+    )
+    abi_break = _release(openmm.__version__) >= (8, 6) and _release(metadata.version("openmmtorch")) <= (1, 5)
+    if implementation == "torchforce" and abi_break:
+        assert child.returncode == -signal.SIGSEGV, (
+            f"expected the documented SIGSEGV of openmm-torch {metadata.version('openmmtorch')} on OpenMM {openmm.__version__}, "
+            f"got exit status {child.returncode}: if openmm-torch fixed it, update orb_md_openmm.serialization's note\n{child.stderr[-2000:]}"
+        )
+    else:
+        assert child.returncode == 0, f"XmlSerializer.deserialize failed in a fresh process (exit status {child.returncode}, -11 = SIGSEGV):\n{child.stderr[-2000:]}"
+        assert float(child.stdout.split()[-1]) == pytest.approx(_energy_forces(system, water_box.positions)[0], rel=1e-12)
 
 
 def test_barostat_changes_box_and_energy_follows(water_box: app.Modeller) -> None:

@@ -97,7 +97,10 @@ class EnergyForcesModule(torch.nn.Module):
         self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        out = self.evaluator(positions, boxvectors, True)
+        # The forces are the model's output, not a gradient: OpenMM's Reference/CPU kernels still pass
+        # positions with requires_grad=True, so without no_grad autograd would record the whole model.
+        with torch.no_grad():
+            out = self.evaluator(positions, boxvectors, True)
         forces = out["forces"].to(positions.dtype) * self.force_scale
         if self.evaluator.subset:
             forces = torch.zeros_like(positions).index_copy(0, self.evaluator.indices, forces)

@@ -3,7 +3,8 @@
 Chosen explicitly (``implementation="pythonforce"``). Each step OpenMM hands the positions to
 Python on the host, the model runs (on ``device``), and the forces come back as NumPy: a host
 round trip per step, but no openmm-torch / TorchScript / libtorch ABI coupling. The compute
-object is picklable (it holds the eager model), so the System serialises to XML.
+object pickles as the model and its arguments, so the System serialises to XML and reads back
+in a fresh process.
 """
 
 from __future__ import annotations
@@ -16,18 +17,36 @@ import openmm.app
 import openmm.unit as unit
 import torch
 
+from orb_md import OrbModel
 from orb_md_openmm.common import make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers
 
 
 class OrbPythonCompute:
-    """``compute(state) -> (energy kJ/mol, forces (n,3) kJ/mol/nm)`` for ``openmm.PythonForce``."""
+    """``compute(state) -> (energy kJ/mol, forces (n,3) kJ/mol/nm)`` for ``openmm.PythonForce``.
 
-    def __init__(self, wrapper: torch.nn.Module, periodic: bool, direct: bool, device: str | torch.device):
-        self.wrapper = wrapper.to(device)
+    Pickles as its constructor arguments (the model, not the wrapper): the wrapper holds a vesin
+    TorchScript object that only unpickles once ``vesin_torch`` is imported, which a fresh process
+    reading the System XML has not done (OpenMM then crashes instead of raising).
+    """
+
+    def __init__(
+        self,
+        model: OrbModel,
+        atomic_numbers: list[int],
+        periodic: bool,
+        charge: float,
+        multiplicity: float,
+        device: str | torch.device,
+    ):
+        self.arguments = (model, atomic_numbers, periodic, charge, multiplicity, str(device))
+        self.wrapper = make_wrapper(model, atomic_numbers, None, periodic, charge, multiplicity).to(device)
         self.periodic = periodic
-        self.direct = direct
+        self.direct = model.config.kind == "direct"
         self.device = torch.device(device)
-        self.dtype = wrapper.evaluator.zero_cell.dtype
+        self.dtype = self.wrapper.evaluator.zero_cell.dtype
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return OrbPythonCompute, self.arguments
 
     def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
         positions = torch.as_tensor(
@@ -69,8 +88,7 @@ def create_python_force(
         device = next(model.parameters()).device
     numbers = topology_atomic_numbers(topology, atoms)
     # The subset is selected by OpenMM (setParticles), so the wrapper sees only the ML atoms.
-    wrapper = make_wrapper(model, numbers, None, periodic, charge, multiplicity)
-    force = openmm.PythonForce(OrbPythonCompute(wrapper, periodic, model.config.kind == "direct", device))
+    force = openmm.PythonForce(OrbPythonCompute(model, numbers, periodic, charge, multiplicity, device))
     if atoms is not None:
         force.setParticles(list(atoms))
     force.setUsesPeriodicBoundaryConditions(periodic)
