@@ -8,7 +8,8 @@
 #
 # Source: $LAMMPS_SOURCE_DIR if set (e.g. a git checkout), else Debian's source
 # package lammps=$ORB_MD_LAMMPS_DEB_VERSION from the sid deb-src archive (md5-checked).
-# Debian system packages (cmake, g++, MPICH) are apt-installed when missing and root.
+# Debian system packages (cmake, g++, patch, MPICH) are apt-installed when missing and root.
+# The superbuild applies lammps_plugin/patches/*.patch to the source tree (in place, once).
 set -euo pipefail
 
 DEB_VERSION="${ORB_MD_LAMMPS_DEB_VERSION:-20260704+dfsg-2}"
@@ -48,6 +49,7 @@ ensure_system_deps() {
   local pkgs=()
   command -v cmake >/dev/null || pkgs+=(cmake)
   command -v c++ >/dev/null && command -v make >/dev/null || pkgs+=(g++ make)
+  command -v patch >/dev/null || pkgs+=(patch)
   if [[ $WITH_MPI == ON ]] && ! command -v mpicxx >/dev/null; then pkgs+=(mpich libmpich-dev); fi
   "$PY" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' ||
     pkgs+=(python3-dev)
@@ -141,20 +143,24 @@ main() {
   [[ -n "$version" ]] || die "cannot read the LAMMPS version from $src/src/version.h"
 
   # The directory key covers what determines the binaries; edits to the CMake
-  # recipe (stamp) only trigger an incremental re-configure/build in place.
-  local key hash build_dir stamp
+  # recipe or to the LAMMPS patches (stamp) only trigger an incremental
+  # re-configure/build in place (make recompiles the patched files).
+  local key hash build_dir stamp installed
   key="$src_id|mpi=$WITH_MPI|$("$PY" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)')"
   key+="|$(c++ --version | head -n1)"
   hash="$(echo "$key" | sha256sum | cut -c1-12)"
   build_dir="$CACHE/lammps-$version-$hash"
-  stamp="$(cat "$REPO/CMakeLists.txt" "$REPO"/lammps_plugin/cmake/*.cmake | sha256sum | cut -c1-16)"
+  stamp="$(cat "$REPO/CMakeLists.txt" "$REPO"/lammps_plugin/cmake/*.cmake "$REPO"/lammps_plugin/patches/*.patch |
+           sha256sum | cut -c1-16)"
+  # which build (directory + stamp) is installed in this environment
+  installed="$PY_PREFIX/share/lammps/orb-md-build.txt"
   mkdir -p "$build_dir"
   exec 9>"$build_dir/.lock"
   flock 9
 
   # A user's source tree may have changed: always let make decide there.
-  if [[ -z "${LAMMPS_SOURCE_DIR:-}" && "$(cat "$build_dir/.built" 2>/dev/null)" == "$stamp" ]] &&
-     installed_ok "$version"; then
+  if [[ -z "${LAMMPS_SOURCE_DIR:-}" && "$(cat "$build_dir/.built" 2>/dev/null)" == "$stamp" &&
+        "$(cat "$installed" 2>/dev/null)" == "$build_dir $stamp" ]] && installed_ok "$version"; then
     log "up to date: $build_dir installed in $PY_PREFIX"
     return
   fi
@@ -174,6 +180,7 @@ main() {
   cmake --install "$build_dir/build" > "$build_dir/install.log" 2>&1 ||
     { tail -n 40 "$build_dir/install.log" >&2; die "install failed; log: $build_dir/install.log"; }
   installed_ok "$version" || die "installed LAMMPS does not import from $PY with ML-IAP + PYTHON"
+  echo "$build_dir $stamp" > "$installed"
   log "done: $PY_PREFIX/bin/lmp, lammps Python package in $PY_PREFIX"
 }
 

@@ -53,7 +53,8 @@ neigh_modify every 20 delay 0 check no
 PAIR_LJ = "pair_style lj/cut 2.5\npair_coeff * * 1.0 1.0\n"
 PAIR_MLIAP = "pair_style mliap unified {model} 0\npair_coeff * * Ar\n"
 STEPS = "fix 1 all nve\nthermo 10\nrun 20\n"
-RUN = STEPS + 'print "ORB_RESULT $(pe:%.15g) $(press:%.15g) $(ke:%.15g)"\n'
+RESULT = 'print "ORB_RESULT $(pe:%.15g) $(press:%.15g) $(ke:%.15g)"\n'
+RUN = STEPS + RESULT
 # LAMMPS's own example pattern (examples/mliap/in.mliap.unified.lj.Ar): pickle
 # the stock model from LAMMPS's embedded Python, then load it by file name.
 MAKE_PICKLE = '''
@@ -133,3 +134,15 @@ lmp.close()
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert _result(out) == pytest.approx(reference, rel=1e-10)
+
+
+def test_mliap_neighbor_arrays_scale_linearly(tmp_path):
+    """lammps_plugin/patches/mliap-data-firstneigh-rows.patch: ML-IAP's per-atom neighbour
+    copy is natoms x (longest neighbour list), not natoms x (all pairs). Unpatched LAMMPS
+    reports ~915 MB here (2048 atoms x 110,592 pairs x 4 bytes; 9 MB patched)."""
+    system = SYSTEM.replace("0 4 0 4 0 4", "0 8 0 8 0 8")  # 2048 atoms, 54 pairs each within 2.5 sigma
+    _, out = _run_lmp(tmp_path, MAKE_PICKLE + system + PAIR_MLIAP.format(model="lj_Ar.pkl") + "run 0\n" + RESULT)
+    atoms = int(re.search(r"Created (\d+) atoms", out)[1])
+    megabytes = float(re.search(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| \S+ \| (\S+) Mbytes", out)[1])
+    assert atoms == 2048
+    assert megabytes < 64, f"LAMMPS reports {megabytes} MB per rank for {atoms} atoms (N^2 ML-IAP arrays?)"
