@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 CUTOFF, K = 6.0, 20
-OURS = ("brute_force", "cell_list", "vesin", "vesin_torchsel")
+OURS = ("native", "brute_force", "cell_list", "vesin", "vesin_torchsel")
+# native: the compiled cell list + selection (the CPU default); vesin: vesin search + compiled selection;
 # vesin_torchsel: vesin search + the pure-torch k-NN selection (ORB_MD_NATIVE_KNN=0), i.e. the TorchScript/CUDA path
 # methods too slow/large to run at a size (brute force is O(N^2); ASE is pure numpy)
 LIMITS = {"brute_force": 2_000, "ase": 20_000, "orb_scipy": 100_000, "orb_brute_force": 2_000}
@@ -52,7 +53,7 @@ def run_one(kind: str, n_atoms: int, method: str, repeats: int) -> dict:
     if method in OURS:
         from orb_md.graph import native, neighbor_list
 
-        native.native_available()  # load (or build) the compiled selection before measuring
+        native.native_available()  # load (or build) the compiled ops before measuring
         backend = "vesin" if method == "vesin_torchsel" else method
 
         def call():
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="subset of methods to run (default: all)")
     parser.add_argument("--repeats", type=int, default=0, help="timed calls per method (default 5 / 3 / 2 by size)")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "N", "METHOD", "REPEATS"))
+    parser.add_argument("--json", metavar="PATH", help="also write the printed rows to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
@@ -107,6 +109,7 @@ def main() -> None:
           f"orb-models {getattr(orb_models, '__version__', '?')}")
     print(f"cutoff {CUTOFF} Å, k={K}, torch threads {args.threads}; time = min wall time over repeats, cpu = min process CPU time (robust to load); memory = peak RSS growth")
     print(f"{'system':>14} {'atoms':>7} {'method':>16} {'time [ms]':>10} {'cpu [ms]':>9} {'peak [MB]':>10} {'edges':>9}")
+    rows = []
     for n in args.sizes:
         for kind in args.kinds:
             results = {}
@@ -123,8 +126,11 @@ def main() -> None:
                 )
                 if out.returncode != 0:
                     print(f"{kind:>14} {n:>7} {method:>16} failed: {out.stderr.strip().splitlines()[-1]}")
+                    rows.append({"kind": kind, "size": n, "method": method, "ours": method in OURS,
+                                 "error": out.stderr.strip().splitlines()[-1]})
                     continue
                 r = results[method] = json.loads(out.stdout)
+                rows.append({"kind": kind, "size": n, "method": method, "ours": method in OURS, **r})
                 print(f"{kind:>14} {r['atoms']:>7} {method:>16} {1e3 * r['time_s']:>10.1f} {1e3 * r['cpu_s']:>9.1f} {r['peak_mb']:>10.1f} {r['edges']:>9}")
             if not any(m in results for m in OURS):
                 continue
@@ -133,6 +139,9 @@ def main() -> None:
                 if other in results:
                     cpu_ratio = results[other]["cpu_s"] / results[ours[1]]["cpu_s"]
                     print(f"{'':>14} {'':>7} {other + ' / ' + ours[1]:>30} = {results[other]['time_s'] / ours[0]:.1f}x (cpu time {cpu_ratio:.1f}x)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"threads": args.threads, "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ from ase.neighborlist import primitive_neighbor_list
 
 from orb_md.errors import InputError
 from orb_md.graph import NeighborList, VerletNeighborList, neighbor_list
+from orb_md.graph.native import native_available
 from orb_md.graph.vesin_search import vesin_available
 
-BACKENDS = ["brute_force", "cell_list"] + (["vesin"] if vesin_available() else [])
+BACKENDS = (
+    ["brute_force", "cell_list"] + (["vesin"] if vesin_available() else []) + (["native"] if native_available() else [])
+)
 CUTOFF = 6.0
 
 
@@ -219,8 +222,53 @@ def test_native_build_failure_falls_back(monkeypatch):
 
     inputs = as_inputs(bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2))
     expected = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
+    monkeypatch.delenv("ORB_MD_NATIVE_KNN", raising=False)
     monkeypatch.setattr(native, "_state", {"tried": False, "ok": False})
     monkeypatch.setattr(native, "_load", broken)
     with pytest.warns(RuntimeWarning, match="torch fallback"):
         got = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def _far_outside() -> Atoms:
+    atoms = random_triclinic(13, 30)
+    atoms.positions += np.random.default_rng(14).integers(-50, 50, (len(atoms), 3)) @ atoms.cell.array
+    return atoms
+
+
+@pytest.mark.parametrize("k", [1, 20, -1])
+def test_native_graph_equals_torch_path(monkeypatch, k):
+    """The compiled cell list + selection gives bit-identical tensors to vesin/torch search + torch selection."""
+    from orb_md.graph import native
+
+    if not native.native_available():
+        pytest.skip("compiled ops unavailable (no compiler)")
+    cases = _selection_cases() + [as_inputs(_far_outside()), as_inputs(structures()["wire"]), as_inputs(molecule("C60"))]
+    for positions, cell, pbc, system_index in cases:
+        fast = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="native")
+        monkeypatch.setitem(native._state, "ok", False)
+        slow = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="cell_list")
+        monkeypatch.setitem(native._state, "ok", True)
+        assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+
+
+def test_scripted_module_equals_eager():
+    """TorchScript (torch search + selection) and eager (compiled ops on CPU) give the same graph."""
+    inputs = as_inputs(bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2))
+    module = NeighborList(CUTOFF, 20)
+    eager = module(*inputs)
+    scripted = torch.jit.script(module)(*inputs)
+    assert all(torch.equal(a, b) for a, b in zip(eager, scripted))
+
+
+def test_verlet_auto_reuse_equals_rebuild():
+    atoms = random_triclinic(15, 60)
+    positions, cell, pbc, system_index = as_inputs(atoms)
+    verlet = VerletNeighborList(CUTOFF, 20, skin=0.4)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        positions = positions + 0.05 * torch.randn(positions.shape, generator=generator, dtype=positions.dtype)
+        reused = verlet(positions, cell, pbc, system_index)
+        fresh = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
+        assert all(torch.equal(a, b) for a, b in zip(reused, fresh))
+    assert 1 < verlet.builds < 40

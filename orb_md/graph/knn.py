@@ -1,8 +1,10 @@
 """Canonical cutoff filter and deterministic k-nearest selection per sender.
 
 Every backend only proposes candidate pairs; this module decides the graph, so all backends, devices and
-thread counts give identical edges. Distances are recomputed here in float64 from the given positions,
-v = pos[r] − pos[s] + shift @ cell, and the order of a sender's receivers (the **tie rule**) is:
+thread counts give identical edges. Lengths are recomputed here in float64 from the given positions,
+v = (pos[r] − pos[s]) + shift @ cell and |v| = sqrt((vx² + vy²) + vz²), operation by operation (correctly
+rounded IEEE arithmetic, so every device and the compiled ops of :mod:`orb_md.graph.native` get the same bits).
+The order of a sender's receivers (the **tie rule**) is:
 
 1. distance quantised to a 1e-8 Å grid (round(d / 1e-8)), so symmetric distances that differ only by
    floating-point rounding compare equal;
@@ -11,9 +13,9 @@ v = pos[r] − pos[s] + shift @ cell, and the order of a sender's receivers (the
 
 The k nearest by this order are kept; output is grouped by sender and sorted by the tie rule within a sender.
 
-On CPU in eager mode the filter and the selection run in the compiled op of :mod:`orb_md.graph.native`
-(counting sort by sender + ``nth_element``; bit-identical, 2–4× faster); under TorchScript, on CUDA, or when the
-op cannot be built, the pure-torch path below (padded per-sender ``topk`` on one int64 composite key) is used.
+On CPU in eager mode the lengths, the filter and the selection run in the compiled op
+``knn_select`` (counting sort by sender + ``nth_element``; bit-identical); under TorchScript, on CUDA, or when
+the op cannot be built, the pure-torch path below (padded per-sender ``topk`` on one int64 composite key) is used.
 """
 
 import torch
@@ -32,7 +34,7 @@ def edge_lengths(
     shifts: torch.Tensor,
     max_table: int = 1 << 16,
 ) -> torch.Tensor:
-    """float64 |pos[r] − pos[s] + shift @ cell| per edge.
+    """float64 |pos[r] − pos[s] + shift @ cell| per edge, by the canonical formula of the module doc.
 
     The translations shift @ cell are evaluated by :func:`lattice_translations` once per distinct (system, shift)
     of a small table and gathered per edge (same arithmetic, hence bit-identical to evaluating them per edge)."""
@@ -54,16 +56,18 @@ def edge_lengths(
         translation = table.index_select(0, code)
     else:
         translation = lattice_translations(cell64, shifts, system_index[senders])
-    return torch.linalg.vector_norm(pos.index_select(0, receivers) - pos.index_select(0, senders) + translation, dim=1)
+    v = pos.index_select(0, receivers) - pos.index_select(0, senders) + translation
+    return torch.sqrt((v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1]) + v[:, 2] * v[:, 2])
 
 
 @torch.jit.unused
 def _native_choice(
-    distance: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    system_index: torch.Tensor,
     senders: torch.Tensor,
     receivers: torch.Tensor,
     shifts: torch.Tensor,
-    n_atoms: int,
     cutoff: float,
     max_neighbors: int,
     quantum: float,
@@ -71,9 +75,9 @@ def _native_choice(
     """Indices chosen by the compiled op, or an empty (0,) float tensor when it is unavailable (eager CPU only)."""
     from orb_md.graph import native
 
-    if distance.device.type != "cpu" or not native.native_available():
+    if positions.device.type != "cpu" or not native.native_available():
         return torch.zeros(0)
-    return native.knn_select(distance, senders, receivers, shifts, n_atoms, cutoff, max_neighbors, quantum)
+    return native.knn_select(positions, cell, system_index, senders, receivers, shifts, cutoff, max_neighbors, quantum)
 
 
 def _segment_rank_order(
@@ -132,10 +136,9 @@ def select_neighbors(
 
     Returns (senders, receivers, unit_shifts) with unit_shifts in the dtype of ``positions``.
     """
-    distance = edge_lengths(positions, cell, system_index, senders, receivers, shifts)
     if not torch.jit.is_scripting():
         chosen = _native_choice(
-            distance, senders, receivers, shifts, positions.shape[0], cutoff, max_neighbors, quantum
+            positions, cell, system_index, senders, receivers, shifts, cutoff, max_neighbors, quantum
         )
         if chosen.dtype == torch.int64:
             return (
@@ -143,6 +146,7 @@ def select_neighbors(
                 receivers.index_select(0, chosen),
                 shifts.index_select(0, chosen).to(positions.dtype),
             )
+    distance = edge_lengths(positions, cell, system_index, senders, receivers, shifts)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
     senders, receivers, shifts, distance = senders[keep], receivers[keep], shifts[keep], distance[keep]
     if senders.shape[0] == 0:
