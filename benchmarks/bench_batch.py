@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 
 def peak_rss_mb() -> float:
@@ -113,10 +115,10 @@ def run_phase(phase: str, args) -> dict:
             md = BatchMD(state, model, progress=False)
             md.run(args.warmup)
             runs.append(md)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for md in runs:
             md.run(args.steps)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     elif phase == "ase":
         sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
         from ase import units
@@ -133,18 +135,18 @@ def run_phase(phase: str, args) -> dict:
             dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=300.0, friction=0.01 / units.fs)
             dyn.run(args.warmup)
             dynamics.append(dyn)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for dyn in dynamics:
             dyn.run(args.steps)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     else:
         raise SystemExit(f"unknown phase {phase}")
-    return {"phase": phase, "atoms": n_atoms, "seconds": elapsed, "atom_steps_per_s": n_atoms * args.steps / elapsed,
-            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": start_rss}
+    return {"phase": phase, "atoms": n_atoms, "seconds": elapsed, "cpu_s": cpu,
+            "atom_steps_per_s": n_atoms * args.steps / elapsed, "peak_rss_mb": peak_rss_mb(),
+            "rss_before_mb": start_rss}
 
 
 def throughput(argv: list[str]) -> int:
-    import json
     import platform
     import subprocess
 
@@ -161,6 +163,7 @@ def throughput(argv: list[str]) -> int:
     parser.add_argument("--model", default="orb-v3-direct-20-omat")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--phases", default="batched,alone,ase")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows (one per method) to this JSON file")
     args = parser.parse_args(argv)
     argv = list(argv)
     if args.phase:
@@ -191,6 +194,10 @@ def throughput(argv: list[str]) -> int:
             if phase in results:
                 ratio = results["batched"]["atom_steps_per_s"] / results[phase]["atom_steps_per_s"]
                 print(f"batched / {names[phase]}: {ratio:.1f}x")
+    if args.json:
+        settings = {k: getattr(args, k) for k in ("systems", "min_atoms", "max_atoms", "steps", "warmup", "threads",
+                                                  "width", "model")}
+        Path(args.json).write_text(json.dumps({**settings, "rows": list(results.values())}, indent=1))
     return 0
 
 

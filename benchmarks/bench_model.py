@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 1 timed call; water: direct-20 full only")
+    parser.add_argument("--json", metavar="PATH", help="also write the table's rows to this JSON file")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -225,6 +226,7 @@ def main() -> None:
     )
     print(header)
     print("|" + "---|" * 13, flush=True)
+    rows = []
     for system in args.systems:
         for variant in args.variants:
             for model in args.models:
@@ -232,6 +234,8 @@ def main() -> None:
                     continue
                 res = {impl: run_case(args, system, model, impl, variant) for impl in IMPLS}
                 a, b = res["orb_md"], res["orb-models"]
+                rows.append({"system": system, "atoms": a.get("atoms", b.get("atoms")), "model": model,
+                             "variant": variant, **res})
                 if "error" in a or "error" in b:
                     print(f"| {system} | {model} | {variant} | {a.get('error', '')} | {b.get('error', '')} |", flush=True)
                     continue
@@ -243,6 +247,8 @@ def main() -> None:
                     f"| {b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f} | {de:.1e} |",
                     flush=True,
                 )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

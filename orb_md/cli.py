@@ -82,14 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmark scripts, or a quick built-in timing",
-                           description="Without --suite: a quick timing of one batched MD step. With --suite NAME: run "
-                           "benchmarks/bench_NAME.py from the source tree, passing the remaining arguments.")
-    bench.add_argument("--suite", help="benchmarks/bench_<SUITE>.py to run (e.g. batch, model, neighbors, openmm)")
+                           description="Without options: a quick timing of one batched MD step. With --suite NAME: run "
+                           "benchmarks/bench_NAME.py from the source tree, passing the remaining arguments. With "
+                           "--report: run every suite and write one Markdown table and plot of ratios against the "
+                           "baselines measured in the same run (benchmarks/report.py; its options after --, e.g. "
+                           "orb-md bench --report -- --full).")
+    which = bench.add_mutually_exclusive_group()
+    which.add_argument("--suite", help="benchmarks/bench_<SUITE>.py to run (e.g. batch, model, neighbors, openmm)")
+    which.add_argument("--report", action="store_true", help="all suites -> benchmarks/results/report.md and .png")
     bench.add_argument("--systems", type=int, default=16, help="quick timing: number of 32-atom systems")
     bench.add_argument("--steps", type=int, default=5, help="quick timing: MD steps")
     bench.add_argument("--width", choices=tuple(RANDOM_WIDTHS), default="small", help="quick timing: model width")
     bench.add_argument("--threads", type=int, default=1, help="quick timing: torch CPU threads")
-    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the suite")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the suite or report (after --)")
     bench.set_defaults(func=cmd_bench)
 
     info = sub.add_parser("info", help="released models, cache, devices and usable MD engines")
@@ -247,9 +252,11 @@ def _import_plugin(module: str, what: str):
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.suite:
-        script = REPO_BENCHMARKS / f"bench_{args.suite}.py"
+    if args.suite or args.report:
+        script = REPO_BENCHMARKS / ("report.py" if args.report else f"bench_{args.suite}.py")
         if not script.is_file():
+            if args.report:
+                raise InputError(f"no benchmark report script at {script}: --report needs the source tree")
             available = sorted(p.stem.removeprefix("bench_") for p in REPO_BENCHMARKS.glob("bench_*.py"))
             raise InputError(f"no benchmark suite {args.suite!r} at {script}; available: {', '.join(available) or 'none'}")
         rest = [a for a in args.rest if a != "--"]

@@ -88,3 +88,88 @@ def test_export_lammps_missing_plugin_is_clear(tmp_path, capsys):
         assert (tmp_path / "m.pt").exists()
     else:
         assert "orb-md: error:" in capsys.readouterr().err
+
+
+def _report_table():
+    """benchmarks/report_table.py (the benchmarks folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "report_table.py"
+    spec = importlib.util.spec_from_file_location("report_table", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_renders_suite_rows(tmp_path):
+    table = _report_table()
+    cpu = {"cpu": 10.0, "peak_mb": 300.0}
+    outcomes = [
+        table.SuiteOutcome("model", "ok", "bench_model.py", data={"rows": [
+            {"system": "cu", "atoms": 1008, "model": "direct-20", "variant": "full", "orb_md": cpu,
+             "orb-models": {"cpu": 16.0, "peak_mb": 310.0}},
+            {"system": "cu", "atoms": 1008, "model": "direct-inf", "variant": "full", "orb_md": cpu,
+             "orb-models": {"cpu": 16.0, "peak_mb": 290.0}},
+            {"system": "cu", "atoms": 1008, "model": "direct-inf", "variant": "net", "orb_md": {"error": "MemoryError"},
+             "orb-models": cpu},
+        ]}),
+        table.SuiteOutcome("neighbors", "ok", "bench_neighbors.py", data={"rows": [
+            {"kind": "water", "size": 10000, "atoms": 10000, "method": "vesin", "ours": True, "cpu_s": 0.3,
+             "peak_mb": 180},
+            {"kind": "water", "size": 10000, "atoms": 10000, "method": "cell_list", "ours": True, "cpu_s": 0.6,
+             "peak_mb": 500},
+            {"kind": "water", "size": 10000, "atoms": 10000, "method": "orb_scipy", "ours": False, "cpu_s": 0.45,
+             "peak_mb": 90},
+        ]}),
+        table.SuiteOutcome("openmm", "ok", "bench_openmm.py", data={
+            "atoms": 999, "model": "orb-v3-direct-inf-omat", "width": "reduced", "platform": "CPU", "peak_rss_mib": 900,
+            "rows": [{"path": "direct call", "wall_s": 0.6, "cpu_s": 0.5}, {"path": "TorchForce", "wall_s": 0.5,
+                     "cpu_s": 0.525}, {"path": "PythonForce", "wall_s": 0.7, "cpu_s": 0.6}]}),
+        table.SuiteOutcome("lammps", "ok", "bench_lammps.py", data={"arch": "orb-v3-direct-20-omat", "rows": [
+            {"system": "copper", "atoms": 864, "ranks": 1, "direct_s": 2.0, "direct_cpu_s": 1.0, "lammps_s": 1.0,
+             "lammps_cpu_s": 1.25, "lammps_rss_gib": 1.0, "direct_rss_gib": 0.5}]}),
+        table.SuiteOutcome("lammps", "failed", "bench_lammps.py", reason="exit status 1: RuntimeError: lmp crashed"),
+        table.SuiteOutcome("batch", "unavailable", "bench_batch.py", reason="missing orb_models"),
+    ]
+    rows = table.report_rows(outcomes)
+    text = table.render_markdown(rows, outcomes, ["- machine line"], "report.png")
+    lines = text.splitlines()
+
+    def row(*parts):
+        found = [line for line in lines if line.startswith("| ") and all(p in line for p in parts)]
+        assert len(found) == 1, (parts, found)
+        return [cell.strip() for cell in found[0].strip("|").split("|")]
+
+    direct20 = row("model", "direct-20")
+    assert direct20[6] == "1.60" and direct20[8] == "**yes**" and direct20[9] == "300 / 310"
+    assert row("model", "direct-inf, incl. graph")[8] == "**no**"  # faster, but more memory than orb-models
+    assert "failed: MemoryError" in row("model", "direct-inf, network only")[2]
+    knn = row("neighbors", "knn_scipy")
+    assert knn[2] == "orb_md vesin" and knn[6] == "1.50" and knn[8] == "**no**"
+    assert row("openmm", "direct call")[6] == "0.95" and row("openmm", "direct call")[8] == "**yes**"
+    assert row("openmm", "PythonForce")[8] == "n/a here"  # the ≥ 2× target is for GPUs
+    lammps = row("lammps", "copper 864 atoms")  # CPU times, not wall, where the suite gives both
+    assert lammps[6] == "0.80" and lammps[8] == "**no**" and lammps[9] == "1024 / 512"
+    assert row("lammps", "(whole suite)")[2] == "failed: exit status 1: RuntimeError: lmp crashed"
+    assert row("batch", "(whole suite)")[8] == "unavailable"
+    assert "- machine line" in lines
+    plot = tmp_path / "report.png"
+    table.render_plot(rows, plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_report_runs_a_suite_and_records_failures(tmp_path):
+    """A real (small) neighbour suite through `orb-md bench --report`, plus a suite that fails on its arguments."""
+    out = tmp_path / "results"
+    code = main(["bench", "--report", "--", "--suites", "neighbors", "model", "--out", str(out), "--work",
+                 str(tmp_path / "work"), "--suite-args", "neighbors", "--sizes 300 --kinds water --methods vesin "
+                 "orb_scipy --repeats 1", "--suite-args", "model", "--threads many"])
+    assert code == 0
+    text = (out / "report.md").read_text()
+    knn = [line for line in text.splitlines() if line.startswith("| neighbors | water 300 atoms")]
+    assert len(knn) == 1 and "orb-models 0.5.5 knn_scipy" in knn[0] and " s CPU |" in knn[0]
+    assert "| model | (whole suite) | failed: exit status 2:" in text and "invalid int value: 'many'" in text
+    assert "Load average" in text and "torch 2." in text
+    assert (out / "report.png").is_file() and (tmp_path / "work" / "neighbors.json").is_file()
