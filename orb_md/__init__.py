@@ -6,10 +6,11 @@ graph (:mod:`orb_md.graph`) -> engine adapter (ASE :mod:`orb_md.calculator`, Ope
 
 from orb_md.checkpoints import load_model
 from orb_md.errors import CheckpointError, InputError, OrbMDError
-from orb_md.model import RELEASED_MODELS, OrbConfig, OrbModel
+from orb_md.model import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, OrbModel
 from orb_md.model.factory import build_model
 
 __all__ = [
+    "BUNDLED_MODELS",
     "CheckpointError",
     "InputError",
     "OrbConfig",

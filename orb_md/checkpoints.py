@@ -2,12 +2,14 @@
 
 A model is named either by its orb-models name (``orb-v3-direct-20-omat``...), in which case
 the file is looked up in the cache directory (``$ORB_MD_CACHE``, default
-``~/.cache/orb_md/checkpoints``) and downloaded from the official address when missing, or by
-the path of a ``.ckpt`` file (a plain ``torch.save``-d state dict).
+``~/.cache/orb_md/checkpoints``) and downloaded from the official address when missing, by the name
+of a model bundled with orb_md (``orb-md-demo-v1``, in ``orb_md/weights/``), or by the path of a
+``.ckpt`` file (a plain ``torch.save``-d state dict).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from orb_md.errors import CheckpointError
-from orb_md.model.config import RELEASED_MODELS, OrbConfig, released_config
+from orb_md.model.config import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, model_config
 from orb_md.model.orb import OrbModel
 from orb_md.precision import apply_precision
 
@@ -34,7 +36,12 @@ def cache_dir() -> Path:
 
 
 def checkpoint_path(config: OrbConfig, download: bool = True) -> Path:
-    """Local path of a released model's weights, downloading them if allowed and missing."""
+    """Local path of a released or bundled model's weights, downloading released ones if allowed and missing."""
+    if config.name in BUNDLED_MODELS:
+        path = Path(str(importlib.resources.files("orb_md") / "weights" / f"{config.name}.ckpt"))
+        if not path.is_file():
+            raise CheckpointError(f"bundled weights of {config.name} missing at {path}; reinstall orb_md")
+        return path
     if config.weights_file is None or config.weights_url is None:
         raise CheckpointError(f"model {config.name!r} has no released weights")
     path = cache_dir() / Path(config.weights_file).name
@@ -141,7 +148,7 @@ def load_model(
     if path.suffix == ".ckpt" or path.is_file():
         config = _config_for_file(path, architecture)
     else:
-        config = _as_config(architecture) if architecture is not None else released_config(str(name_or_path))
+        config = _as_config(architecture) if architecture is not None else model_config(str(name_or_path))
         path = checkpoint_path(config, download=download)
     model = OrbModel(config, zero_net_force=zero_net_force)
     load_weights(model, read_state_dict(path), source=str(path))
@@ -152,15 +159,15 @@ def load_model(
 
 
 def _as_config(architecture: str | OrbConfig) -> OrbConfig:
-    return architecture if isinstance(architecture, OrbConfig) else released_config(architecture)
+    return architecture if isinstance(architecture, OrbConfig) else model_config(architecture)
 
 
 def _config_for_file(path: Path, architecture: str | OrbConfig | None) -> OrbConfig:
     if architecture is not None:
         return _as_config(architecture)
-    matches = [name for name in RELEASED_MODELS if path.name.startswith(name)]
+    matches = [name for name in RELEASED_MODELS | BUNDLED_MODELS if path.name.startswith(name)]
     if not matches:
         raise CheckpointError(
             f"cannot tell which architecture {path.name} follows; pass architecture=<model name>"
         )
-    return RELEASED_MODELS[max(matches, key=len)]
+    return model_config(max(matches, key=len))

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("-m", "--model", default="orb-v3-conservative-inf-omat", help="released model name")
+    group.add_argument("-m", "--model", default="orb-v3-conservative-inf-omat",
+                       help="released model name, or the bundled offline demo model orb-md-demo-v1")
     group.add_argument("--ckpt", help="checkpoint file (architecture from its name or --model)")
     group.add_argument("--random-weights", action="store_true", help="random weights of --model's architecture "
                        "(testing and timing; no download)")
@@ -129,9 +130,9 @@ def load_model_from_args(args: argparse.Namespace):
 
 
 def _released() -> list[str]:
-    from orb_md import RELEASED_MODELS
+    from orb_md import BUNDLED_MODELS, RELEASED_MODELS
 
-    return list(RELEASED_MODELS)
+    return list(RELEASED_MODELS | BUNDLED_MODELS)
 
 
 def read_structures(inputs: list[str]) -> tuple[list, list[str]]:
@@ -289,7 +290,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    from orb_md import RELEASED_MODELS
+    from orb_md import BUNDLED_MODELS, RELEASED_MODELS
     from orb_md.checkpoints import CACHE_ENV, cache_dir
 
     import orb_md
@@ -301,6 +302,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, config in RELEASED_MODELS.items():
         present = config.weights_file is not None and (cache / Path(config.weights_file).name).is_file()
         print(f"  {name:32s} {config.kind:12s} k={config.max_neighbors:<4d} {'cached' if present else 'not downloaded'}")
+    print("bundled models (no download; see orb_md/weights/MODEL_CARD.md):")
+    for name, config in BUNDLED_MODELS.items():
+        print(f"  {name:32s} {config.kind:12s} k={config.max_neighbors:<4d} demo stand-in trained on classical data")
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append("mps")

@@ -9,7 +9,7 @@ import torch
 from orb_md import CheckpointError, build_model, load_model
 from orb_md.batch import atoms_to_batch, evaluate
 from orb_md.checkpoints import CACHE_ENV, checkpoint_path
-from orb_md.model.config import released_config
+from orb_md.model.config import model_config
 from tests.orb_reference import orb_models_graph, orb_models_predict, orb_models_twin
 
 SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64}
@@ -42,7 +42,7 @@ def test_orb_models_state_dict_round_trip(tmp_path):
 def test_load_by_name_from_cache_directory(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     model = build_model("orb-v3-conservative-inf-mpa", seed=4)
-    config = released_config("orb-v3-conservative-inf-mpa")
+    config = model_config("orb-v3-conservative-inf-mpa")
     torch.save(model.state_dict(), tmp_path / "orb-v3-conservative-inf-mpa-20250404.ckpt")
     loaded = load_model("orb-v3-conservative-inf-mpa", precision="float32-highest", download=False)
     assert checkpoint_path(config, download=False).parent == tmp_path
@@ -62,7 +62,7 @@ def test_missing_offline_checkpoint_names_file_and_folder(tmp_path, monkeypatch)
 def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr("orb_md.model.config.WEIGHTS_URL", "http://127.0.0.1:9/")
-    config = released_config("orb-v3-direct-20-mpa").replace(weights_file="x/orb-v3-direct-20-mpa.ckpt")
+    config = model_config("orb-v3-direct-20-mpa").replace(weights_file="x/orb-v3-direct-20-mpa.ckpt")
     with pytest.raises(CheckpointError, match="download failed"):
         checkpoint_path(config)
 

@@ -85,11 +85,26 @@ def _released() -> dict[str, OrbConfig]:
 RELEASED_MODELS: dict[str, OrbConfig] = _released()
 """The released Orb-v3 models by their orb-models names."""
 
+DEMO_MODEL = OrbConfig(
+    name="orb-md-demo-v1",
+    kind="conservative",
+    max_neighbors=120,
+    latent_dim=32,
+    mlp_hidden_dim=64,
+    head_hidden_dim=32,
+    num_message_passing=3,
+)
+"""The bundled offline demo model: the Orb-v3 conservative-inf architecture at reduced width and depth,
+trained by :mod:`orb_md.training.recipe` on EMT metals and amber14/TIP3P water and peptides."""
 
-def released_config(name: str) -> OrbConfig:
-    """The configuration of a released model, with a clear error for unknown names."""
+BUNDLED_MODELS: dict[str, OrbConfig] = {DEMO_MODEL.name: DEMO_MODEL}
+"""Models whose weights ship inside the orb_md package (``orb_md/weights/<name>.ckpt``)."""
+
+
+def model_config(name: str) -> OrbConfig:
+    """The configuration of a released or bundled model, with a clear error for unknown names."""
+    known = RELEASED_MODELS | BUNDLED_MODELS
     try:
-        return RELEASED_MODELS[name]
+        return known[name]
     except KeyError:
-        known = ", ".join(sorted(RELEASED_MODELS))
-        raise InputError(f"unknown Orb-v3 model {name!r}; known models: {known}") from None
+        raise InputError(f"unknown Orb-v3 model {name!r}; known models: {', '.join(sorted(known))}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from orb_md.model.config import OrbConfig, released_config
+from orb_md.model.config import OrbConfig, model_config
 from orb_md.model.orb import OrbModel
 
 
@@ -24,7 +24,7 @@ def build_model(
     random too (a model whose every buffer matters, which makes parity tests sharper);
     otherwise they keep the neutral values mean 0, variance 1, reference 0.
     """
-    config = architecture if isinstance(architecture, OrbConfig) else released_config(architecture)
+    config = architecture if isinstance(architecture, OrbConfig) else model_config(architecture)
     if overrides:
         config = config.replace(**overrides)
     generator = torch.Generator().manual_seed(seed)

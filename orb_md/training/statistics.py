@@ -1,0 +1,59 @@
+"""Reference energies and normaliser statistics fitted to a training set before training from scratch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from orb_md.model.backbone import NUM_ELEMENTS
+from orb_md.model.layers import ScalarNormalizer
+from orb_md.model.orb import OrbModel
+from orb_md.training.samples import Sample
+
+
+def fit_reference_energies(samples: Sequence[Sample]) -> torch.Tensor:
+    """Per-element energies (NUM_ELEMENTS,) minimising sum_b (E_b - sum_i c_{Z_i})^2 (elements absent: 0)."""
+    counts = torch.zeros(len(samples), NUM_ELEMENTS, dtype=torch.float64)
+    for b, sample in enumerate(samples):
+        counts[b] += torch.bincount(sample.atomic_numbers, minlength=NUM_ELEMENTS)[:NUM_ELEMENTS].double()
+    present = counts.sum(0) > 0
+    energies = torch.tensor([s.energy for s in samples], dtype=torch.float64)
+    solution = torch.linalg.lstsq(counts[:, present], energies[:, None], driver="gelsd").solution[:, 0]
+    reference = torch.zeros(NUM_ELEMENTS, dtype=torch.float64)
+    reference[present] = solution
+    return reference
+
+
+def _set(normalizer: ScalarNormalizer, mean: float, var: float) -> None:
+    normalizer.bn.running_mean.fill_(mean)
+    normalizer.bn.running_var.fill_(max(var, 1e-12))
+
+
+@torch.no_grad()
+def fit_statistics(model: OrbModel, samples: Sequence[Sample]) -> None:
+    """Set reference energies, the energy normaliser and the force/stress normalisers from the samples.
+
+    Energy: mean of the per-atom residual after reference energies; its scale is the larger of the
+    residual's standard deviation and the RMS force times 1 Å. Forces are -dE/dr of N * scale * MLP, so a
+    scale set by tiny energy spreads (rattled crystals: ~10 meV/atom) would leave forces ~100x too small at
+    initialisation and slow to learn (the RMS-force scaling of MACE). Forces/stress: zero mean, RMS scale."""
+    reference = fit_reference_energies(samples)
+    model.heads.energy.reference.linear.weight.copy_(reference.to(model.heads.energy.reference.linear.weight.dtype))
+    per_atom = torch.tensor(
+        [(s.energy - float(reference[s.atomic_numbers].sum())) / s.num_atoms for s in samples], dtype=torch.float64
+    )
+    forces = torch.cat([s.forces for s in samples]).double()
+    force_var = float(forces.pow(2).mean())
+    _set(model.heads.energy.normalizer, float(per_atom.mean()), max(float(per_atom.var()), force_var))
+    stresses = [s.stress for s in samples if s.stress is not None]
+    stress = torch.stack(stresses).double() if stresses else torch.ones(1, 6, dtype=torch.float64)
+    if model.conservative:
+        _set(model.grad_forces_normalizer, 0.0, force_var)
+        _set(model.grad_stress_normalizer, 0.0, float(stress.pow(2).mean()))
+        return
+    assert model.heads.forces is not None
+    _set(model.heads.forces.normalizer, 0.0, force_var)
+    if model.heads.stress is not None:
+        _set(model.heads.stress.diag_normalizer, float(stress[:, :3].mean()), float(stress[:, :3].var()))
+        _set(model.heads.stress.offdiag_normalizer, 0.0, float(stress[:, 3:].pow(2).mean()))
