@@ -141,6 +141,12 @@ def _oo_first_peak(frames: list[np.ndarray], oxygens: np.ndarray, cell: np.ndarr
     return float(grid[np.argmax(density)])
 
 
+@pytest.mark.xfail(
+    raises=AssertionError,
+    reason="known failure (issue 7, open): measured 2026-11-23, the demo model's O-O peak is 2.92 Å against "
+    "flexible TIP3P's 2.77 Å (0.15 Å apart, target 0.1 Å); the water in the training set needs more weight",
+    strict=False,
+)
 def test_water_oo_rdf_peak_matches_tip3p(model):
     """10 ps NVT at 300 K of the 32-molecule flexible water box; the O-O RDF's first peak must lie within
     0.1 Å of flexible TIP3P's (the reference potential, same box, same length of run, in OpenMM).
