@@ -50,11 +50,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lammps_plugin"))
+sys.path.insert(0, str(REPO))
 
 from orb_md.batch import atoms_to_batch, evaluate  # noqa: E402
 from orb_md.model.factory import build_model  # noqa: E402
 from orb_md.precision import apply_precision  # noqa: E402
 from orb_md_lammps.unified import make_unified  # noqa: E402
+from tests.systems import sparse_gas  # noqa: E402
 
 NKTV2P = 1.6021765e6  # LAMMPS metal: bar per eV/Å^3
 GIB = 1024.0**3
@@ -82,17 +84,6 @@ def water(n_target: int, seed: int = 1) -> ase.Atoms:
     atoms = ase.Atoms("OH2" * len(grid), positions=np.concatenate(positions), cell=[3.1 * m] * 3, pbc=True)
     atoms.wrap()
     return atoms
-
-
-def gas(n: int = 60, box: float = 16.0, seed: int = 3) -> ase.Atoms:
-    """Sparse random Cu/O gas (as tests/test_lammps_orb.py's MPI case): a halo that fits here."""
-    rng = np.random.default_rng(seed)
-    pos: list[np.ndarray] = []
-    while len(pos) < n:
-        p = rng.uniform(0, box, 3)
-        if all(np.linalg.norm((p - q + box / 2) % box - box / 2) > 1.8 for q in pos):
-            pos.append(p)
-    return ase.Atoms(["Cu", "O"] * (n // 2), positions=pos, cell=[box] * 3, pbc=True)
 
 
 def peak_rss_gib() -> float:
@@ -219,7 +210,7 @@ def main() -> None:
         torch.save(make_unified(model), path)
         del model
         for n in args.atoms:
-            atoms = {"copper": copper, "water": water, "gas": lambda _: gas()}[args.system](n)
+            atoms = {"copper": copper, "water": water, "gas": lambda _: sparse_gas()}[args.system](n)
             species = list(dict.fromkeys(atoms.get_chemical_symbols()))
             data = tmp / f"system{len(atoms)}.data"
             ase.io.write(data, atoms, format="lammps-data", masses=True, atom_style="atomic", specorder=species)

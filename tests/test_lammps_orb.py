@@ -20,6 +20,7 @@ import torch
 
 from orb_md.calculator import OrbCalculator
 from orb_md.model.factory import build_model
+from tests.systems import sparse_gas
 
 PREFIX = Path(sys.prefix)
 LMP = PREFIX / "bin" / "lmp"
@@ -194,17 +195,6 @@ def test_parity_with_ase(tmp_path, structures, arch):
         np.testing.assert_allclose(got["forces"], forces, atol=1e-8, rtol=0)
         # pressure is printed in bar with 17 significant digits
         np.testing.assert_allclose(got["stress"], stress, atol=1e-9, rtol=1e-8)
-
-
-def sparse_gas(n: int = 60, box: float = 16.0, seed: int = 3) -> ase.Atoms:
-    """Random Cu/O 'gas' (min distance 1.8 Å), large enough for 4 subdomains but a cheap halo."""
-    rng = np.random.default_rng(seed)
-    pos: list[np.ndarray] = []
-    while len(pos) < n:
-        p = rng.uniform(0, box, 3)
-        if all(np.linalg.norm((p - q + box / 2) % box - box / 2) > 1.8 for q in pos):
-            pos.append(p)
-    return ase.Atoms(["Cu", "O"] * (n // 2), positions=pos, cell=[box] * 3, pbc=True)
 
 
 MPI_EXTRA = "neighbor 1.0 bin\ncomm_modify cutoff 38.5\n"

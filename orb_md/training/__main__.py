@@ -73,9 +73,6 @@ def _fit(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, architecture=args.architecture, precision="float32-highest")
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    model.heads.energy.reference.linear.weight.requires_grad_(False)
     train_set, validation_set = split(read_dataset(args.data), seed=0)
     train_samples, validation_samples = to_samples(model, train_set), to_samples(model, validation_set)
     if args.refit_statistics:

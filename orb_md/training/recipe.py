@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from pathlib import Path
@@ -94,65 +93,3 @@ def train_demo(
     save_checkpoint(model, out, record)
     return record
 
-
-def main_summary(record: dict) -> str:
-    """One line per validation family, for the command line."""
-    return json.dumps({"validation": record["validation"], "by_family": record["validation_by_family"]}, indent=2)
-
-
-def model_card(record: dict, config: OrbConfig = DEMO_MODEL) -> str:
-    """The Markdown model card of a demo training run (numbers from its JSON record)."""
-    t, v = record["training"], record["validation"]
-    params = sum(p.numel() for p in OrbModel(config).parameters())
-    rows = "\n".join(
-        f"| {family} | {m['energy_mae_per_atom'] * 1000:.3g} | {m['force_mae']:.3g} | "
-        f"{m['stress_mae'] * 160.21766:.3g} | {m['confidence_spearman']:.3g} |"
-        for family, m in record["validation_by_family"].items()
-    )
-    return f"""# Model card: {config.name}
-
-**What it is.** A small model of the Orb-v3 architecture (`orb-v3-conservative-inf`: conservative forces and
-stress by autograd, up to {config.max_neighbors} neighbours within {config.cutoff} Å) at reduced size: latent width
-{config.latent_dim}, MLP width {config.mlp_hidden_dim}, {config.num_message_passing} message-passing steps
-({params:,} parameters). It was trained by orb_md itself (`orb_md.training`) on data generated offline from
-classical potentials, and ships inside the package so that offline runs, examples and tests behave like matter.
-**It is a demo stand-in, not Orb-v3**: its accuracy is bounded by the classical potentials it learned.
-
-**Good for:** trying orb_md and its engines offline (ASE, OpenMM TorchForce, LAMMPS ML-IAP, batched MD) with
-physically sensible dynamics of fcc metals Al, Ni, Cu, Pd, Ag, Pt, Au and their alloys (EMT quality), liquid
-water (flexible TIP3P quality) and small solvated peptides (amber14 quality, non-periodic clusters).
-**Not good for:** any scientific conclusion; elements or chemistry outside the training data (it will answer,
-but the numbers mean nothing there: check the confidence head); long-range electrostatics beyond its
-{config.num_message_passing * config.cutoff:.0f} Å receptive field; charged or spin-polarised systems.
-
-## Training data (regenerated deterministically by `orb_md.training.reference_data`, version 1, seed {t['seed']})
-- ASE EMT: per metal, a 9-point equation of state, 20 strained (up to 4 % normal, 3 % shear) and rattled
-  32-atom fcc cells, 6 vacancies, 6 (111) slabs periodic in x, y only, and 25 snapshots of Langevin MD at 300,
-  800, 1500, 2500 and 4000 K (solid to liquid); Cu drawn twice; 4 binary alloys (Cu-Au, Cu-Ni, Ag-Pd, Pt-Ni)
-  with 18 structures each. Labels: energy, forces, stress.
-- OpenMM amber14 + flexible TIP3P (no constraints), labelled on the Reference platform (float64): a 32-molecule
-  water box (PME) sampled by NPT MD at 280, 300, 330 and 360 K (stress from central finite differences of the
-  energy under strain), and villin headpiece's first 5 residues with their first water shell (non-periodic,
-  195 atoms) at 300 and 360 K.
-- {t['structures']} training and {t['validation_structures']} held-out structures (seeded random split).
-
-## Recipe (Orb-v3's losses)
-Huber loss (delta 0.01) on normalised energy per atom, forces and stress; equigrad (the norm of the
-rotational gradient dE/dG of positions and cell rotated by exp(G - G^T), per atom); the confidence head
-trained by cross entropy on detached node features against binned per-atom force errors (50 bins up to
-0.3 eV/Å, larger errors ignored). Weights {t['loss_weights']}. AdamW, warm-up and cosine decay,
-{t['epochs']} epochs, batches of up to 256 atoms, seed {t['seed']}, float32.
-
-Command: `python -m orb_md.training demo --threads {t['threads']} --out orb_md/weights/{config.name}.ckpt`.
-Wall time {t['wall_s'] / 60:.1f} min ({t['cpu_s'] / 60:.1f} min CPU) on a shared 2-core x86_64 VM, torch {t['torch']}
-(data read from the cache; generating it takes about 12 min more the first time).
-
-## Held-out validation
-All held-out structures: energy MAE {v['energy_mae_per_atom']:.3g} eV/atom, force MAE {v['force_mae']:.3g} eV/Å,
-stress MAE {v['stress_mae']:.3g} eV/Å^3, RMS rotational gradient {v['rotational_gradient_rms']:.3g} eV,
-confidence Spearman rho {v['confidence_spearman']:.3g} (predicted mean force error vs actual, per atom).
-
-| family | energy MAE [meV/atom] | force MAE [eV/Å] | stress MAE [GPa] | confidence rho |
-|---|---|---|---|---|
-{rows}
-"""

@@ -333,12 +333,7 @@ def generate(seed: int = 0) -> list[ase.Atoms]:
 
 def write_dataset(structures: list[ase.Atoms], path: str | Path) -> None:
     """Store labelled structures as extxyz (energy/stress in info, forces in arrays)."""
-    plain = []
-    for atoms in structures:
-        copy = atoms.copy()
-        copy.info = {k: v for k, v in atoms.info.items()}
-        plain.append(copy)
-    ase.io.write(str(path), plain, format="extxyz")
+    ase.io.write(str(path), structures, format="extxyz")
 
 
 def read_dataset(path: str | Path) -> list[ase.Atoms]:

@@ -82,6 +82,19 @@ def to_samples(model: OrbModel, structures: Sequence[ase.Atoms], dtype: torch.dt
     return samples
 
 
+def pack_by_atoms(samples: Sequence[Sample], max_atoms: int) -> list[list[Sample]]:
+    """Consecutive groups of ``samples`` with at most ``max_atoms`` atoms each (at least one sample per group)."""
+    groups: list[list[Sample]] = [[]]
+    atoms = 0
+    for sample in samples:
+        if groups[-1] and atoms + sample.num_atoms > max_atoms:
+            groups.append([])
+            atoms = 0
+        groups[-1].append(sample)
+        atoms += sample.num_atoms
+    return groups
+
+
 def collate(samples: Sequence[Sample]) -> Batch:
     """Concatenate samples into one batch, offsetting the graph indices."""
     offsets = np.cumsum([0] + [s.num_atoms for s in samples[:-1]])

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from orb_md.model.orb import OrbModel
 from orb_md.training.objectives import LossWeights, losses, predict
-from orb_md.training.samples import Sample, collate
+from orb_md.training.samples import Sample, collate, pack_by_atoms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +36,18 @@ class TrainingConfig:
 def batches(samples: Sequence[Sample], max_atoms: int, generator: torch.Generator) -> list[list[Sample]]:
     """A seeded shuffle of ``samples`` cut into batches of at most ``max_atoms`` atoms (at least one sample)."""
     order = torch.randperm(len(samples), generator=generator).tolist()
-    out: list[list[Sample]] = [[]]
-    atoms = 0
-    for i in order:
-        if out[-1] and atoms + samples[i].num_atoms > max_atoms:
-            out.append([])
-            atoms = 0
-        out[-1].append(samples[i])
-        atoms += samples[i].num_atoms
-    return out
+    return pack_by_atoms([samples[i] for i in order], max_atoms)
+
+
+def trainable_parameters(model: OrbModel) -> list[torch.nn.Parameter]:
+    """Every parameter except the per-element reference energies (fitted, not trained), with gradients on
+    (loaded models come with them off)."""
+    reference = model.heads.energy.reference.linear.weight
+    reference.requires_grad_(False)
+    parameters = [p for p in model.parameters() if p is not reference]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    return parameters
 
 
 def learning_rate(step: int, total: int, config: TrainingConfig) -> float:
@@ -68,7 +71,7 @@ def train(
     """Train ``model`` in place on ``samples``; returns one record of mean losses per epoch."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    parameters = trainable_parameters(model)
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     plan = [batches(samples, config.max_batch_atoms, generator) for _ in range(config.epochs)]
     total = sum(len(epoch) for epoch in plan)
@@ -80,8 +83,8 @@ def train(
     for epoch, epoch_batches in enumerate(plan):
         sums: dict[str, float] = {}
         for group in epoch_batches:
-            for group_ in optimizer.param_groups:
-                group_["lr"] = learning_rate(step, total, config)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = learning_rate(step, total, config)
             batch = collate(group)
             terms = losses(model, batch, predict(model, batch), config.weights)
             optimizer.zero_grad(set_to_none=True)

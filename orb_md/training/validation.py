@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from orb_md.model.orb import OrbModel
 from orb_md.training.objectives import predict
-from orb_md.training.samples import Sample, collate
+from orb_md.training.samples import Sample, collate, pack_by_atoms
 
 
 def validation_errors(model: OrbModel, samples: Sequence[Sample], batch_atoms: int = 512) -> dict[str, float]:
@@ -25,7 +25,7 @@ def validation_errors(model: OrbModel, samples: Sequence[Sample], batch_atoms: i
     energy_err, force_err, stress_err, rot, expected, actual = [], [], [], [], [], []
     edges = model.heads.confidence.bin_edges.double()
     centres = 0.5 * (edges[1:] + edges[:-1])
-    for group in _groups(samples, batch_atoms):
+    for group in pack_by_atoms(samples, batch_atoms):
         batch = collate(group)
         prediction = predict(model, batch, create_graph=False)
         counts = batch.counts.double()
@@ -47,14 +47,3 @@ def validation_errors(model: OrbModel, samples: Sequence[Sample], batch_atoms: i
         "confidence_spearman": float(rho),
     }
 
-
-def _groups(samples: Sequence[Sample], batch_atoms: int) -> list[list[Sample]]:
-    out: list[list[Sample]] = [[]]
-    atoms = 0
-    for sample in samples:
-        if out[-1] and atoms + sample.num_atoms > batch_atoms:
-            out.append([])
-            atoms = 0
-        out[-1].append(sample)
-        atoms += sample.num_atoms
-    return out
