@@ -83,7 +83,7 @@ fetch_debian_source() {
     if ! echo "$DEB_ORIG_MD5  $tarball" | md5sum -c --status 2>/dev/null; then
       ensure_sid_sources
       local listed
-      listed="$(apt-cache showsrc "lammps=$DEB_VERSION" | awk -v f="lammps_${upstream}.orig.tar.gz" '$3 == f {print $1; exit}')"
+      listed="$(source_record | awk -v f="lammps_${upstream}.orig.tar.gz" '$3 == f {print $1; exit}')"
       [[ "$listed" == "$DEB_ORIG_MD5" ]] ||
         die "apt lists md5 '${listed:-none}' for lammps=$DEB_VERSION, expected $DEB_ORIG_MD5 (Debian moved on? set LAMMPS_SOURCE_DIR to a LAMMPS checkout)"
       log "downloading lammps=$DEB_VERSION source from Debian"
@@ -98,8 +98,14 @@ fetch_debian_source() {
   echo "$tree"
 }
 
+# apt's source record of lammps=$DEB_VERSION (empty when apt does not list it). `apt-cache showsrc`
+# takes no `=version`, so pick the version's paragraph (index(), not a regex: versions contain '+').
+source_record() {
+  apt-cache showsrc lammps 2>/dev/null | awk -v RS= -v v="$DEB_VERSION" 'index($0, "\nVersion: " v "\n")'
+}
+
 ensure_sid_sources() {
-  apt-cache showsrc "lammps=$DEB_VERSION" 2>/dev/null | grep -q "^Version: $DEB_VERSION" && return
+  [[ -n "$(source_record)" ]] && return
   [[ $(id -u) -eq 0 ]] || die "need root to add a Debian sid deb-src entry (or set LAMMPS_SOURCE_DIR)"
   local uri
   uri="$(grep -rhoE 'https?://[^ ]*/debian/?$' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1)"
@@ -108,7 +114,7 @@ ensure_sid_sources() {
   printf 'Types: deb-src\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     "$uri" > /etc/apt/sources.list.d/orb-md-sid-src.sources
   apt-get update -q >&2 || die "apt-get update failed"
-  apt-cache showsrc "lammps=$DEB_VERSION" | grep -q "^Version: $DEB_VERSION" ||
+  [[ -n "$(source_record)" ]] ||
     die "Debian sid no longer has lammps=$DEB_VERSION; set LAMMPS_SOURCE_DIR or ORB_MD_LAMMPS_DEB_VERSION"
 }
 
