@@ -171,19 +171,25 @@ main() {
     return
   fi
   echo "$key" > "$build_dir/key.txt"
+  # The superbuild (this checkout's CMakeLists.txt, this environment's Python) gets its own small tree;
+  # the LAMMPS tree inside the cached directory is shared, so another checkout or venv only recompiles
+  # what depends on its Python (the Cython coupling), then installs.
+  local superbuild
+  superbuild="$build_dir/superbuild-$(echo "$REPO|$PY_PREFIX" | sha256sum | cut -c1-8)"
   log "building LAMMPS $version in $build_dir (log: $build_dir/build.log)"
   local t0=$SECONDS
   if ! {
-    cmake -S "$REPO" -B "$build_dir/build" -DLAMMPS_SOURCE_DIR="$src" -DPython_EXECUTABLE="$PY" \
-          -DORB_MD_WITH_MPI="$WITH_MPI" -DCMAKE_INSTALL_PREFIX="$PY_PREFIX" &&
-    nice -n "${ORB_MD_NICE:-10}" cmake --build "$build_dir/build" -j "$JOBS"
+    cmake -S "$REPO" -B "$superbuild" -DLAMMPS_SOURCE_DIR="$src" -DPython_EXECUTABLE="$PY" \
+          -DORB_MD_WITH_MPI="$WITH_MPI" -DCMAKE_INSTALL_PREFIX="$PY_PREFIX" \
+          -DORB_MD_LAMMPS_BINARY_DIR="$build_dir/build/lammps-build" &&
+    nice -n "${ORB_MD_NICE:-10}" cmake --build "$superbuild" -j "$JOBS"
   } > "$build_dir/build.log" 2>&1; then
     tail -n 40 "$build_dir/build.log" >&2
     die "LAMMPS configure/build failed; full log: $build_dir/build.log"
   fi
   echo "$stamp" > "$build_dir/.built"
   log "build finished in $((SECONDS - t0)) s; installing into $PY_PREFIX"
-  cmake --install "$build_dir/build" > "$build_dir/install.log" 2>&1 ||
+  cmake --install "$superbuild" > "$build_dir/install.log" 2>&1 ||
     { tail -n 40 "$build_dir/install.log" >&2; die "install failed; log: $build_dir/install.log"; }
   installed_ok "$version" || die "installed LAMMPS does not import from $PY with ML-IAP + PYTHON"
   echo "$build_dir $stamp" > "$installed"
