@@ -141,12 +141,6 @@ def _oo_first_peak(frames: list[np.ndarray], oxygens: np.ndarray, cell: np.ndarr
     return float(grid[np.argmax(density)])
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="known failure (issue 7, open): measured 2026-11-23, the demo model's O-O peak is 2.92 Å against "
-    "flexible TIP3P's 2.77 Å (0.15 Å apart, target 0.1 Å); the water in the training set needs more weight",
-    strict=False,
-)
 def test_water_oo_rdf_peak_matches_tip3p(model):
     """10 ps NVT at 300 K of the 32-molecule flexible water box; the O-O RDF's first peak must lie within
     0.1 Å of flexible TIP3P's (the reference potential, same box, same length of run, in OpenMM).
@@ -186,26 +180,14 @@ def test_water_oo_rdf_peak_matches_tip3p(model):
     assert abs(peak_ours - peak_tip3p) <= 0.1, (peak_ours, peak_tip3p)
 
 
-@pytest.mark.xfail(
-    raises=openmm.OpenMMException,
-    reason="known failure (issue 7, open): at 2 fs with hydrogen mass repartitioning and H-bond constraints the "
-    "demo model's peptide cluster reaches NaN coordinates in OpenMM (measured 2026-11-23); only an "
-    "openmm.OpenMMException counts as this known failure, an RMSD above 2 Å fails the test",
-    strict=False,
-)
-def test_solvated_peptide_stays_folded_in_openmm_torchforce(model):
-    """10 ps of Langevin dynamics at 300 K in OpenMM, all forces from orb_md's TorchForce (no force field):
-    villin's first five residues with their first water shell (non-periodic). Bonds to hydrogen are
-    constrained and hydrogens weigh 4 amu (mass repartitioned from their heavy atom), a standard 2 fs
-    set-up. The peptide's heavy-atom RMSD from the start (after optimal superposition) stays below 2 Å."""
+def _peptide_heavy_atom_rmsd(system: openmm.System, topology, positions) -> np.ndarray:
+    """10 ps of Langevin dynamics at 300 K on the CPU platform, a standard 2 fs set-up: bonds to hydrogen
+    constrained, hydrogens 4 amu (mass repartitioned from their heavy atom). Heavy-atom RMSD (Å) of the
+    peptide from its minimised start, after optimal superposition, every 0.2 ps."""
     import mdtraj
-    from openmm import app, unit
-    from openmmml import MLPotential
+    from openmm import unit
 
-    topology, positions = reference_data.villin_fragment()
-    system = MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model)
-    for bond in topology.bonds():
-        a, b = bond
+    for a, b in topology.bonds():
         if "H" in (a.element.symbol, b.element.symbol):
             heavy, hydrogen = (a, b) if b.element.symbol == "H" else (b, a)
             system.setParticleMass(heavy.index, system.getParticleMass(heavy.index) - 3.0 * unit.amu)
@@ -227,5 +209,30 @@ def test_solvated_peptide_stays_folded_in_openmm_torchforce(model):
         frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
     trajectory = mdtraj.Trajectory(np.array(frames), mdtraj.Topology.from_openmm(topology))
     heavy = trajectory.topology.select("protein and not element H")
-    rmsd = mdtraj.rmsd(trajectory, trajectory, 0, atom_indices=heavy) * 10.0
-    assert np.all(np.isfinite(rmsd)) and rmsd.max() < 2.0, rmsd.max()
+    return mdtraj.rmsd(trajectory, trajectory, 0, atom_indices=heavy) * 10.0
+
+
+@pytest.mark.xfail(
+    raises=openmm.OpenMMException,
+    reason="known failure (issue 7, open): the demo model's peptide cluster reaches NaN coordinates within 10 ps "
+    "(measured 2026-12-01; held-out peptide force MAE 0.21 eV/Å against 0.44 eV/Å mean thermal forces); only an "
+    "openmm.OpenMMException counts as this known failure, an RMSD above 2 Å fails the test",
+    strict=False,
+)
+def test_solvated_peptide_stays_folded_in_openmm_torchforce(model):
+    """Villin's first five residues with their first water shell (non-periodic, the training set's peptide
+    cluster): all forces from orb_md's TorchForce (no force field), 10 ps at 300 K. The peptide's heavy-atom
+    RMSD stays below 2 Å, as it does for the reference potential in the same protocol (amber14, run here:
+    1.66 Å, measured 2026-12-01)."""
+    from openmm import app
+    from openmmml import MLPotential
+
+    topology, positions = reference_data.villin_fragment()
+    amber = app.ForceField("amber14-all.xml", "amber14/tip3p.xml").createSystem(
+        topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False, removeCMMotion=False
+    )
+    reference = _peptide_heavy_atom_rmsd(amber, topology, positions)
+    ours = _peptide_heavy_atom_rmsd(MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model), topology,
+                                    positions)
+    assert reference.max() < 2.0, reference.max()  # the criterion is one the reference potential meets
+    assert np.all(np.isfinite(ours)) and ours.max() < 2.0, (ours.max(), reference.max())

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="checkpoint to write (a .json sidecar with metrics goes next to it)")
     demo.add_argument("--cache", default=str(Path.home() / ".cache" / "orb-md" / "training"),
                       help="folder for the generated training data (regenerated when missing)")
-    demo.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    demo.add_argument("--epochs", type=int, help="override the number of epochs of stage 1 (training from scratch)")
     demo.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     fit = sub.add_parser("fit", help="fine-tune a model (released name, bundled name or .ckpt) on an extxyz file "
                          "with energy, forces (and stress) labels")
