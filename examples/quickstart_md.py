@@ -22,6 +22,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from orb_md import CheckpointError, build_model, load_model
 from orb_md.calculator import OrbCalculator
+from orb_md.cpus import set_torch_threads
 
 
 def model_for(name: str, precision: str):
@@ -39,7 +40,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--timestep", type=float, default=5.0, help="fs")
     parser.add_argument("--trajectory", default="quickstart_md.traj")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per usable CPU)")
     args = parser.parse_args()
+    set_torch_threads(args.threads)
 
     atoms = ase.build.bulk("Cu", "fcc", a=3.59, cubic=True).repeat((3, 3, 3))
     atoms.calc = OrbCalculator(model_for(args.model, "float32-high"))

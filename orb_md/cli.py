@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk", type=int, default=0, help="edges per chunk for very large direct-model systems (0: off)")
     run.add_argument("--no-plot", action="store_true", help="do not write energy/temperature/pressure PNGs")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per usable CPU: affinity mask, cgroup quota)")
     run.set_defaults(func=cmd_run)
 
     export = sub.add_parser("export", help="write a model file for OpenMM (TorchScript) or LAMMPS (ML-IAP)",
@@ -172,15 +173,13 @@ def _per_system_option(text: str) -> object:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
-
+    from orb_md.cpus import set_torch_threads
     from orb_md.md import BatchMD, ThermoReporter, TrajectoryReporter, create_state, load_checkpoint
     from orb_md.md.plots import plot_thermo
 
     if args.steps < 0:
         raise InputError(f"--steps must not be negative, got {args.steps}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     out = Path(args.out)
     if args.restart:
         state, _ = load_checkpoint(args.restart)
@@ -292,6 +291,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from orb_md import BUNDLED_MODELS, RELEASED_MODELS
     from orb_md.checkpoints import CACHE_ENV, cache_dir
+    from orb_md.cpus import usable_cpus
 
     import orb_md
 
@@ -308,7 +308,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append("mps")
-    print(f"devices: {', '.join(devices)}; torch threads {torch.get_num_threads()}")
+    print(f"devices: {', '.join(devices)}; torch threads {torch.get_num_threads()} "
+          f"({os.cpu_count()} CPUs visible, {usable_cpus()} usable)")
     print("engines:")
     for label, ok, detail in _engines():
         print(f"  {label:28s} {'usable' if ok else 'not usable'}{': ' + detail if detail else ''}")

@@ -9,25 +9,9 @@ import ase.db
 import pytest
 import torch
 
+from orb_md.cpus import usable_cpus
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota (containers often
-    show every host CPU while granting two; torch and OpenMM would then start one spinning thread per host
-    CPU, and small-system MD gets tens of times slower)."""
-    count = len(os.sched_getaffinity(0))
-    v2, v1 = Path("/sys/fs/cgroup/cpu.max"), Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    try:
-        if v2.exists():
-            quota, period = v2.read_text().split()  # "<quota> <period>" or "max <period>"
-        else:
-            quota, period = v1.read_text(), (v1.parent / "cpu.cfs_period_us").read_text()
-    except (OSError, ValueError):
-        return count
-    if quota.strip() in ("max", "-1"):
-        return count
-    return min(count, max(1, int(quota) // int(period)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
