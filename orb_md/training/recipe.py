@@ -31,6 +31,18 @@ FAMILY_REPEATS = {"tip3p": 3, "amber14-peptide": 2}
 FAMILIES = ("emt", "tip3p", "amber14-peptide")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the machine type: training is reproducible bit for bit
+    on one CPU model, not across models (their float reductions differ)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{platform.machine()} {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def dataset_path(cache: Path, seed: int) -> Path:
     """Cached training data, keyed by the generator's DATA_VERSION and the seed."""
     return cache / f"demo-data-v{reference_data.DATA_VERSION}-seed{seed}.extxyz"
@@ -110,7 +122,7 @@ def train_demo(
             "data_wall_s": data_s,
             "wall_s": time.perf_counter() - start,
             "cpu_s": time.process_time() - cpu_start,
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": cpu_model(),
             "torch": torch.__version__,
         },
         "validation": metrics,
