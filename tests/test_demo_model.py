@@ -216,9 +216,9 @@ def _peptide_heavy_atom_rmsd(system: openmm.System, topology, positions) -> np.n
     raises=AssertionError,
     strict=True,
     reason="known failure (issue 7, open), the cause of the peptide failure below: thermal training frames never "
-    "close an H-X-H angle far, and the conservative architecture divides ZBL by the atom count (1/195 here), so "
-    "nothing stops two hydrogens of one atom from meeting. Measured 2026-12-01: model +0.40 eV at 45 degrees "
-    "against amber14's +4.66 eV. Strict: a model that passes must drop this marker",
+    "close an H-X-H angle far, and ZBL, the architecture's short-range repulsion, acts only below 0.56 Å for H-H "
+    "and is divided by the atom count in the conservative layout (1/195 here). Measured 2026-12-01: model +0.40 eV "
+    "at 45 degrees against amber14's +4.66 eV. Strict: a model that passes must drop this marker",
 )
 def test_geminal_hydrogen_angle_wall(model):
     """Closing one shell water's H-O-H angle (bond lengths kept) in the amber-minimised villin cluster: the
