@@ -61,6 +61,21 @@ def test_metal_data_is_deterministic_and_covers_the_recipe():
     assert all(list(a.pbc) == [True, True, False] and "stress" not in a.info for a in slabs)
 
 
+def test_biomolecular_data_is_deterministic(monkeypatch):
+    """Same seed, same frames, bit for bit, whatever OpenMM's default thread count (hydrogen placement, Langevin
+    and barostat seeds, and the CPU platform's summation order all fixed)."""
+    runs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("OPENMM_CPU_THREADS", threads)
+        runs.append(reference_data.peptide_clusters(seed=3, frames_per_temperature=1))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.info["energy"] == b.info["energy"]
+    water = [reference_data.water_boxes(seed=3, frames_per_temperature=1)[-1] for _ in range(2)]
+    np.testing.assert_array_equal(water[0].positions, water[1].positions)
+    np.testing.assert_array_equal(water[0].cell.array, water[1].cell.array)
+
+
 def test_extxyz_round_trip(tmp_path):
     structures = emt_structures(3, seed=1)
     reference_data.write_dataset(structures, tmp_path / "d.extxyz")

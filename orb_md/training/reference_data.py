@@ -1,6 +1,6 @@
 """Training data generated offline from classical reference potentials that ship with PyPI packages.
 
-Two families, both deterministic for a given seed:
+Two families, both deterministic for a given seed (whatever the thread count):
 
 - **metals**: ASE's EMT for Al, Ni, Cu, Pd, Ag, Pt, Au and random binary alloys. Strained and rattled
   fcc crystals, vacancies, (111) slabs (periodic in x and y only), and snapshots of EMT Langevin MD from
@@ -19,6 +19,7 @@ generator. :func:`write_dataset` stores them as extxyz.
 from __future__ import annotations
 
 import importlib.resources
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-DATA_VERSION = 1  # bump whenever a change below alters the generated structures or labels
+DATA_VERSION = 2  # bump whenever a change below alters the generated structures or labels
 METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 ALLOYS = (("Cu", "Au"), ("Cu", "Ni"), ("Ag", "Pd"), ("Pt", "Ni"))
 MD_TEMPERATURES_K = (300.0, 800.0, 1500.0, 2500.0, 4000.0)
@@ -148,8 +149,12 @@ def _metal_set(crystal: ase.Atoms, element: str, a: float, rng: np.random.Genera
     return out
 
 
-def _openmm_context(topology, positions, periodic: bool, platform: str):
-    """An OpenMM context of flexible amber14/TIP3P for ``topology`` on ``platform``."""
+def _openmm_context(topology, positions, periodic: bool, platform: str, seed: int = 1,
+                    barostat_seed: int | None = None):
+    """An OpenMM context of flexible amber14/TIP3P for ``topology`` on ``platform``, its Langevin integrator seeded
+    with ``seed`` and, with ``barostat_seed``, a 1 bar Monte Carlo barostat. Seeds must be set before the Context
+    exists: OpenMM reads them there, ignores later calls and draws a fresh seed per Context for 0. The CPU platform
+    runs one thread, which makes its trajectories reproducible."""
     import openmm
     from openmm import app, unit
 
@@ -166,8 +171,14 @@ def _openmm_context(topology, positions, periodic: bool, platform: str):
         for force in system.getForces():
             if isinstance(force, openmm.NonbondedForce):
                 force.setEwaldErrorTolerance(1e-5)
+    if barostat_seed is not None:
+        barostat = openmm.MonteCarloBarostat(1.0 * unit.bar, 300.0, 25)
+        barostat.setRandomNumberSeed(barostat_seed)
+        system.addForce(barostat)
     integrator = openmm.LangevinMiddleIntegrator(300.0, 5.0, 0.0005)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    integrator.setRandomNumberSeed(seed)
+    properties = {"Threads": "1"} if platform == "CPU" else {}  # with more threads its sums vary run to run
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
     context.setPositions(positions)
     return system, integrator, context
 
@@ -224,12 +235,8 @@ def water_boxes(seed: int = 0, box_nm: float = 1.0, frames_per_temperature: int 
         app.ForceField("amber14-all.xml", "amber14/tip3p.xml"), model="tip3p", boxSize=openmm.Vec3(box_nm, box_nm, box_nm)
     )
     numbers = _element_numbers(modeller.topology)
-    system, integrator, sampler = _openmm_context(modeller.topology, modeller.positions, True, "CPU")
-    barostat = openmm.MonteCarloBarostat(1.0 * unit.bar, 300.0, 25)
-    barostat.setRandomNumberSeed(seed + 1)
-    system.addForce(barostat)
-    sampler.reinitialize(preserveState=True)
-    integrator.setRandomNumberSeed(seed + 2)
+    _, integrator, sampler = _openmm_context(modeller.topology, modeller.positions, True, "CPU", seed=seed + 2,
+                                             barostat_seed=seed + 1)
     openmm.LocalEnergyMinimizer.minimize(sampler, maxIterations=200)
     _, _, labeller = _openmm_context(modeller.topology, modeller.positions, True, "Reference")
     out = []
@@ -248,6 +255,7 @@ def water_boxes(seed: int = 0, box_nm: float = 1.0, frames_per_temperature: int 
 def villin_fragment(residues: int = 5):
     """The first ``residues`` residues of villin headpiece (openmm's test.pdb) as a zwitterionic peptide
     with its first water shell (waters with an atom within 3.5 Å), hydrogens from amber14."""
+    import openmm
     from openmm import app, unit
 
     path = importlib.resources.files("openmm.app") / "data" / "test.pdb"
@@ -269,7 +277,13 @@ def villin_fragment(residues: int = 5):
     hydrogens = [a for a in modeller.topology.atoms() if a.element.symbol == "H" and a.residue.name != "HOH"]
     modeller.delete(hydrogens)
     _add_terminal_oxygen(modeller)
-    modeller.addHydrogens(app.ForceField("amber14-all.xml", "amber14/tip3p.xml"), pH=7.0)
+    outer = random.getstate()  # Modeller.addHydrogens starts new hydrogens at positions from Python's random
+    random.seed(0)
+    try:  # and minimises them on the given platform (the default, CPU, sums in a varying order with 2+ threads)
+        modeller.addHydrogens(app.ForceField("amber14-all.xml", "amber14/tip3p.xml"), pH=7.0,
+                              platform=openmm.Platform.getPlatformByName("Reference"))
+    finally:
+        random.setstate(outer)
     return modeller.topology, modeller.positions
 
 
@@ -311,9 +325,8 @@ def peptide_clusters(seed: int = 0, frames_per_temperature: int = 25) -> list[as
 
     topology, positions = villin_fragment()
     numbers = _element_numbers(topology)
-    _, integrator, sampler = _openmm_context(topology, positions, False, "CPU")
+    _, integrator, sampler = _openmm_context(topology, positions, False, "CPU", seed=seed + 3)
     _, _, labeller = _openmm_context(topology, positions, False, "Reference")
-    integrator.setRandomNumberSeed(seed + 3)
     openmm.LocalEnergyMinimizer.minimize(sampler, maxIterations=300)
     out = []
     for temperature in (300.0, 360.0):
