@@ -50,7 +50,7 @@ def test_bundled_checkpoint_is_small_official_layout_and_documented(model):
 @pytest.fixture(scope="module")
 def fresh_structures() -> dict[str, list]:
     """Structures drawn with other seeds than the training set: EMT metals and peptide-cluster frames from a new
-    trajectory (deterministic: data version 2 seeds every OpenMM step)."""
+    trajectory (deterministic since data version 2)."""
     return {
         "emt": reference_data.metal_structures(seed=1234, elements=("Cu", "Ni", "Au"), alloys=(), weight={}),
         "amber14-peptide": reference_data.peptide_clusters(seed=1234, frames_per_temperature=4),

@@ -228,7 +228,7 @@ def water_boxes(seed: int = 0, box_nm: float = 1.0, frames_per_temperature: int 
     """Flexible TIP3P water boxes (PME): NPT Langevin MD on the CPU platform samples configurations
     at several temperatures, the Reference platform (float64) labels them."""
     import openmm
-    from openmm import app, unit
+    from openmm import app
 
     modeller = app.Modeller(app.Topology(), [])
     modeller.addSolvent(
