@@ -276,9 +276,9 @@ def test_geminal_hydrogen_angle_wall(model):
 @pytest.mark.xfail(
     raises=openmm.OpenMMException,
     reason="known failure (issue 7, open): the demo model's peptide cluster reaches NaN coordinates within 10 ps "
-    "(measured 2026-12-01): hydrogens bonded to one atom collapse (0.25-0.77 Å apart), because the model has no H-X-H angle wall "
-    "(test_geminal_hydrogen_angle_wall); only an openmm.OpenMMException counts as this known failure, an RMSD "
-    "above 2 Å fails the test",
+    "(measured 2026-12-01): hydrogens bonded to one atom collapse (0.25-0.77 Å apart), because the model has "
+    "no H-X-H angle wall (test_geminal_hydrogen_angle_wall); only an openmm.OpenMMException counts as this known "
+    "failure, an RMSD above 2 Å fails the test",
     strict=False,
 )
 def test_solvated_peptide_stays_folded_in_openmm_torchforce(model):
