@@ -27,6 +27,24 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"OPENMM_CPU_THREADS={os.environ['OPENMM_CPU_THREADS']}")
 
 
+def _skipped_under_ci(config: pytest.Config) -> list:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return reporter.stats.get("skipped", []) if os.environ.get("CI") and reporter is not None else []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI every test must run: a skip there (a missing install, data file or build) fails the session."""
+    if _skipped_under_ci(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for report in _skipped_under_ci(config):
+        terminalreporter.write_line(f"CI does not allow skips: {report.nodeid}: {report.longrepr[-1]}", red=True)
+
+
 def shared_data(relative: str) -> Path:
     """Path of a file in ../shared/data; CI must have it (fail there), elsewhere skip with the reason."""
     path = SHARED_DATA / relative

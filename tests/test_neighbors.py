@@ -164,15 +164,8 @@ def test_bad_input(change, message):
         neighbor_list(positions, cell, pbc, system_index, **kwargs)
 
 
-def test_mptraj_crystals_equal_ase():
-    db = pytest.importorskip("ase.db")
-    path = "/work/shared/data/mptraj/10_mptraj_systems.db"
-    try:
-        rows = list(db.connect(path).select())
-    except Exception:  # data set not present on this machine
-        pytest.skip(f"{path} not available")
-    for row in rows[:10]:
-        atoms = row.toatoms()
+def test_mptraj_crystals_equal_ase(mptraj_crystals):
+    for atoms in mptraj_crystals:
         i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell.array, atoms.positions, CUTOFF)
         got = neighbor_list(*as_inputs(atoms), cutoff=CUTOFF, max_neighbors=-1)
         assert edge_set(*got) == edge_set(torch.tensor(i), torch.tensor(j), torch.tensor(shift))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import shared_data
 
 openmm = pytest.importorskip("openmm")
 torch = pytest.importorskip("torch")
@@ -56,9 +57,7 @@ def water_box() -> app.Modeller:
 @pytest.fixture(scope="module")
 def fragment() -> app.Modeller:
     """CA II residues 94-96 (His94, His96, Zn, protonated), no solvent, non-periodic."""
-    pdb = ROOT.parent / "shared" / "data" / "structures" / "3ks3.pdb"
-    if not pdb.is_file():
-        pytest.skip(f"shared data file {pdb} is missing")
+    pdb = shared_data("structures/3ks3.pdb")
     sys.path.insert(0, str(ROOT / "examples" / "carbonic_anhydrase"))
     try:
         import prepare

@@ -1,6 +1,6 @@
 """Prepare human carbonic anhydrase II (PDB 3KS3) for MD: fix, protonate, solvate, write a PDB.
 
-Choices (see README.md next to this file):
+Choices:
 - Kept: the protein, the catalytic Zn2+ and the crystal waters (the Zn-bound water and the
   active-site water network matter for CA II). Dropped: every other hetero group (glycerol).
 - Missing heavy atoms are rebuilt; missing *terminal* residues (disordered Met1-His3 in 3KS3)
@@ -18,11 +18,14 @@ that contains the three Zn ligands (His94, His96, His119); hetero groups are kep
 0.35 nm of the fragment. ``--padding`` sets the periodic water layer; ``--shell`` instead keeps
 only waters/ions within that distance of the solute and drops the box (a non-periodic droplet,
 like the published 5.5k-atom Orb CA II cluster); ``--max-atoms`` fails when the result is larger.
+``--seed`` (default 0) fixes hydrogen and ion placement: the same inputs and seed give the same file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import random
 import re
 import sys
 import time
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import openmm
 import openmm.app as app
 import openmm.unit as unit
 from pdbfixer import PDBFixer
@@ -124,7 +128,7 @@ def select_atoms(fixer: PDBFixer, keep_waters: bool, residues: tuple[int, int] |
     _replace(fixer, modeller)
 
 
-def add_missing_heavy_atoms(fixer: PDBFixer) -> None:
+def add_missing_heavy_atoms(fixer: PDBFixer, seed: int = 0) -> None:
     """Rebuild missing heavy atoms and internal missing residues; never add terminal residues."""
     fixer.findMissingResidues()
     chains = list(fixer.topology.chains())
@@ -134,7 +138,7 @@ def add_missing_heavy_atoms(fixer: PDBFixer) -> None:
         if 0 < i < len(list(chains[c].residues()))
     }
     fixer.findMissingAtoms()
-    fixer.addMissingAtoms(seed=0)
+    fixer.addMissingAtoms(seed=seed)
 
 
 def zinc_histidine_variants(topology: app.Topology, positions: unit.Quantity) -> list[str | None]:
@@ -166,6 +170,18 @@ def trim_to_shell(modeller: app.Modeller, shell_nm: float, first_solvent_chain: 
     modeller.topology.setPeriodicBoxVectors(None)
 
 
+@contextlib.contextmanager
+def seeded_python_random(seed: int):
+    """Seed Python's ``random`` inside the block, restoring the caller's state after: OpenMM's Modeller starts
+    new hydrogens at random positions and picks the waters that become ions at random."""
+    outer = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(outer)
+
+
 def count_atoms(topology: app.Topology) -> dict[str, int]:
     """Atom counts by category: protein, zinc, water, Na+, Cl-, total."""
     counts: Counter[str] = Counter()
@@ -191,33 +207,38 @@ def prepare(
     residues: tuple[int, int] | None = None,
     shell_nm: float | None = None,
     max_atoms: int | None = None,
+    seed: int = 0,
 ) -> PreparedSystem:
-    """Fix, protonate and solvate a CA II structure given as a PDB path or PDB id."""
+    """Fix, protonate and solvate a CA II structure given as a PDB path or PDB id. The same inputs and
+    ``seed`` give the same atoms and positions on every run."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     fixer = PDBFixer(filename=str(resolve_source(source)))
     select_atoms(fixer, keep_waters, residues)
-    add_missing_heavy_atoms(fixer)
+    add_missing_heavy_atoms(fixer, seed)
     timings["fix"] = time.perf_counter() - start
 
     start = time.perf_counter()
     forcefield = app.ForceField(*FORCEFIELD_FILES)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     variants = zinc_histidine_variants(modeller.topology, modeller.positions)
-    modeller.addHydrogens(forcefield, pH=ph, variants=variants)
+    with seeded_python_random(seed):  # minimised on Reference: the CPU platform's threaded sums vary run to run
+        modeller.addHydrogens(forcefield, pH=ph, variants=variants,
+                              platform=openmm.Platform.getPlatformByName("Reference"))
     timings["hydrogens"] = time.perf_counter() - start
 
     start = time.perf_counter()
     solute_chains = modeller.topology.getNumChains()
-    modeller.addSolvent(
-        forcefield,
-        model="tip3p",
-        padding=(padding_nm if shell_nm is None else shell_nm + 0.3) * unit.nanometer,
-        boxShape=box_shape if shell_nm is None else "cube",
-        ionicStrength=ionic_strength_molar * unit.molar,
-        positiveIon="Na+",
-        negativeIon="Cl-",
-    )
+    with seeded_python_random(seed):
+        modeller.addSolvent(
+            forcefield,
+            model="tip3p",
+            padding=(padding_nm if shell_nm is None else shell_nm + 0.3) * unit.nanometer,
+            boxShape=box_shape if shell_nm is None else "cube",
+            ionicStrength=ionic_strength_molar * unit.molar,
+            positiveIon="Na+",
+            negativeIon="Cl-",
+        )
     if shell_nm is not None:
         trim_to_shell(modeller, shell_nm, solute_chains)
     timings["solvate"] = time.perf_counter() - start
@@ -251,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--residues", type=parse_range, help="keep only protein residues FIRST-LAST, e.g. 91-120")
     parser.add_argument("--shell", type=float, help="non-periodic droplet: keep solvent within this many nm")
     parser.add_argument("--max-atoms", type=int, help="fail if the prepared system is larger")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of hydrogen and ion placement: a seed gives the same system on every run")
     args = parser.parse_args(argv)
     try:
         prepared = prepare(
@@ -263,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             residues=args.residues,
             shell_nm=args.shell,
             max_atoms=args.max_atoms,
+            seed=args.seed,
         )
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
