@@ -24,7 +24,7 @@ DEMO_TRAINING = TrainingConfig(epochs=30, max_batch_atoms=256, learning_rate=3e-
 # Stage 2: fine-tuning with water and peptide structures repeated (FAMILY_REPEATS) at a lower learning rate.
 # Measured: stage 1 alone left water's O-O RDF peak 0.15 Å beyond flexible TIP3P's; after stage 2 it is within
 # 0.1 Å (tests/test_demo_model.py). See orb_md/weights/MODEL_CARD.md.
-# Learning rate chosen on the held-out force MAE (0.104 eV/Å from 2e-3 against 0.136 from 1e-3, 2026-12-01).
+# Learning rate chosen on the held-out force MAE (0.104 eV/Å from 2e-3 against 0.136 from 1e-3, data version 1).
 DEMO_FINE_TUNING = TrainingConfig(epochs=8, max_batch_atoms=256, learning_rate=2e-3, min_learning_rate=2e-5,
                                   warmup_fraction=0.0, seed=0)
 FAMILY_REPEATS = {"tip3p": 3, "amber14-peptide": 2}
