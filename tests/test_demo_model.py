@@ -226,6 +226,16 @@ def _peptide_heavy_atom_rmsd(system: openmm.System, topology, positions) -> np.n
     return mdtraj.rmsd(trajectory, trajectory, 0, atom_indices=heavy) * 10.0
 
 
+@pytest.fixture(scope="module")
+def amber_minimised_villin():
+    """The villin cluster's topology, its amber14 Reference context, and amber14's minimum (a State with
+    positions and energy). Tests set the context's positions before each query."""
+    topology, positions = reference_data.villin_fragment()
+    _, _, amber = reference_data._openmm_context(topology, positions, False, "Reference")
+    openmm.LocalEnergyMinimizer.minimize(amber, maxIterations=300)
+    return topology, amber, amber.getState(getPositions=True, getEnergy=True)
+
+
 @pytest.mark.xfail(
     raises=AssertionError,
     strict=True,
@@ -234,18 +244,16 @@ def _peptide_heavy_atom_rmsd(system: openmm.System, topology, positions) -> np.n
     "and is divided by the atom count in the conservative layout (1/195 here). Measured 2026-12-02: model +0.20 eV "
     "at 45 degrees against amber14's +4.67 eV. Strict: a model that passes must drop this marker",
 )
-def test_geminal_hydrogen_angle_wall(model):
+def test_geminal_hydrogen_angle_wall(model, amber_minimised_villin):
     """Closing one shell water's H-O-H angle (bond lengths kept) in the amber-minimised villin cluster: the
     energy rises like amber14's, at least half of its rise at 75, 45 and 20 degrees."""
     from openmm import unit
 
     from orb_md.calculator import OrbCalculator
 
-    topology, positions = reference_data.villin_fragment()
+    topology, amber, minimum = amber_minimised_villin
     numbers = reference_data._element_numbers(topology)
-    _, _, amber = reference_data._openmm_context(topology, positions, False, "Reference")
-    openmm.LocalEnergyMinimizer.minimize(amber, maxIterations=300)
-    start = amber.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    start = minimum.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     oxygen, first, second = [a.index for a in [r for r in topology.residues() if r.name == "HOH"][5].atoms()]
     u, v = start[first] - start[oxygen], start[second] - start[oxygen]
     e1 = u / np.linalg.norm(u)
@@ -273,17 +281,14 @@ def test_geminal_hydrogen_angle_wall(model):
     "minimiser iterations lower the model's energy by 4.1 eV while amber's rises by 139 eV (100 iterations: "
     "+337 to +355 eV); strict: a model that passes must drop this marker",
 )
-def test_minimising_the_peptide_stays_near_the_amber_minimum(model):
+def test_minimising_the_peptide_stays_near_the_amber_minimum(model, amber_minimised_villin):
     """Minimising the villin cluster with the model (the MD test's 100 iterations, through the TorchForce),
     starting from amber14's minimum, ends where amber14's energy is at most that of a typical 300 K frame above
     its minimum: (3N/2) kT = 7.6 eV for these 195 atoms (a model's minimum must be no worse than thermal noise)."""
     from openmm import unit
     from openmmml import MLPotential
 
-    topology, positions = reference_data.villin_fragment()
-    _, _, amber = reference_data._openmm_context(topology, positions, False, "Reference")
-    openmm.LocalEnergyMinimizer.minimize(amber, maxIterations=300)
-    start = amber.getState(getPositions=True, getEnergy=True)
+    topology, amber, start = amber_minimised_villin
     system = MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model)
     ours = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ours.setPositions(start.getPositions())
