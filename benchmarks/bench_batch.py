@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      add_help=False)
     parser.add_argument("--mesoscale", type=int, default=0, metavar="ATOMS", help="run the large-system check")
-    parser.add_argument("--chunk", type=int, default=65536, help="edge rows per chunk (0: unchunked)")
+    parser.add_argument("--chunk", type=int, default=0, help="edge rows per edge-MLP call (0: the default, 2048 on the CPU)")
     parser.add_argument("--mesoscale-steps", type=int, default=1)
     parser.add_argument("--mesoscale-threads", type=int, default=2)
     parser.add_argument("--mesoscale-model", default="orb-v3-direct-20-omat")

@@ -21,7 +21,8 @@ after the model and inputs are built, so construction transients do not count; f
 ru_maxrss). Ratios are orb-models / orb_md (> 1 means orb_md is faster / leaner).
 
 Usage: nice python benchmarks/bench_model.py [--quick] [--threads 2] [--systems cu water]
-       [--models direct-20 ...] [--variants full net] [--warmup 1] [--repeats 2]
+       [--models direct-20 ...] [--variants full net] [--warmup 1] [--repeats 2] [--tuned-malloc]
+       python benchmarks/bench_model.py --chunks 512 1024 2048 4096 0 ...   (orb_md alone: edge-chunk sweep)
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def worker(args: argparse.Namespace) -> dict:
             def run():
                 return predict(graph)
     else:
+        model.model.edge_chunk = args.chunk
         if args.variant == "full":
             def run():
                 return float(evaluate(model, atoms_to_batch([atoms], dtype=dtype))["energy"].sum())
@@ -167,13 +169,17 @@ def worker(args: argparse.Namespace) -> dict:
     }
 
 
-def run_case(args, system, model, impl, variant) -> dict:
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def run_case(args, system, model, impl, variant, chunk: int = 0) -> dict:
     cmd = [
         sys.executable, __file__, "--worker", "--system", system, "--model", model, "--impl", impl,
         "--variant", variant, "--threads", str(args.threads), "--warmup", str(args.warmup),
-        "--repeats", str(args.repeats),
+        "--repeats", str(args.repeats), "--chunk", str(chunk),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, **TUNED_MALLOC} if args.tuned_malloc else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.stderr.write(proc.stderr)
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
@@ -197,6 +203,21 @@ def versions() -> str:
     )
 
 
+def sweep_chunks(args: argparse.Namespace) -> None:
+    """orb_md's time and memory against the number of edges per edge-MLP call (graph included)."""
+    print("| system | model | edge chunk | wall s | CPU s | MB |")
+    print("|" + "---|" * 6, flush=True)
+    for system in args.systems:
+        for model in args.models:
+            for chunk in args.chunks:
+                r = run_case(args, system, model, "orb_md", "full", chunk)
+                if "error" in r:
+                    print(f"| {system} | {model} | {chunk} | {r['error']} |", flush=True)
+                    continue
+                print(f"| {system} ({r['atoms']}) | {model} | {chunk or 'default'} | {r['time']:.2f} "
+                      f"| {r['cpu']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -212,6 +233,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 1 timed call; water: direct-20 full only")
     parser.add_argument("--json", metavar="PATH", help="also write the table's rows to this JSON file")
+    parser.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--chunks", type=int, nargs="+", metavar="EDGES",
+                        help="instead of the comparison: orb_md alone at each edge-chunk size (0: the default)")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="run every worker with glibc's mmap and trim thresholds at 1 GiB (large tensors "
+                             "then reuse freed heap memory instead of being paged in afresh on every call)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -219,7 +246,11 @@ def main() -> None:
     if args.quick:
         args.warmup, args.repeats = 1, 1
     print(versions())
-    print(f"threads={args.threads} warmup={args.warmup} repeats={args.repeats} (time = min of repeats)")
+    print(f"threads={args.threads} warmup={args.warmup} repeats={args.repeats} (time = min of repeats)"
+          + ("; glibc malloc thresholds 1 GiB" if args.tuned_malloc else "; default glibc malloc"))
+    if args.chunks:
+        sweep_chunks(args)
+        return
     header = (
         "| system | model | variant | orb_md wall s | orb-models wall s | wall ratio | orb_md CPU s "
         "| orb-models CPU s | CPU ratio | orb_md MB | orb-models MB | mem ratio | ΔE/E |"

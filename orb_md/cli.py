@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", metavar="FILE", help="continue from a checkpoint (inputs are then ignored)")
     run.add_argument("--seed", type=int, default=0, help="system i uses seed + i")
     run.add_argument("--skin", type=float, default=1.0, help="Verlet skin, Å")
-    run.add_argument("--chunk", type=int, default=0, help="edges per chunk for very large direct-model systems (0: off)")
+    run.add_argument("--chunk", type=int, default=0, help="edges per edge-MLP call (0: 2048 on the CPU, the whole graph on a GPU; lower it to bound a direct model's memory on a GPU)")
     run.add_argument("--no-plot", action="store_true", help="do not write energy/temperature/pressure PNGs")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per usable CPU: affinity mask, cgroup quota)")

@@ -4,8 +4,8 @@ Modules, one job each: :mod:`~orb_md.md.units` (unit parsing), :mod:`~orb_md.md.
 :mod:`~orb_md.md.forcefield` (model + Verlet neighbour list), :mod:`~orb_md.md.integrators` (NVE, Langevin
 BAOAB, NPT stochastic cell rescaling), :mod:`~orb_md.md.reporters` (CSV, trajectories),
 :mod:`~orb_md.md.restart` (checkpoints), :mod:`~orb_md.md.plots` (PNG), :mod:`~orb_md.md.simulation` (the
-run loop). Memory-bounded inference of very large systems: ``chunk`` (edges per chunk, see
-:class:`orb_md.model.backbone.GraphNetwork`).
+run loop). Edges per edge-MLP call (speed on the CPU, memory bound of very large systems on a GPU):
+``chunk``, see :class:`orb_md.model.backbone.GraphNetwork`.
 
 Example::
 

@@ -23,7 +23,7 @@ class ForceField:
     def __init__(self, model: OrbModel, skin: float = 1.0, chunk: int = 0, backend: str = "auto") -> None:
         self.model = model
         self.neighbors = VerletNeighborList(model.config.cutoff, model.config.max_neighbors, skin, backend)
-        model.model.edge_chunk = int(chunk)  # 0: whole graph at once; see GraphNetwork
+        model.model.edge_chunk = int(chunk)  # 0: the device's default; see GraphNetwork
         self.calls = 0
         parameter = next(model.parameters())
         self.dtype, self.device = parameter.dtype, parameter.device

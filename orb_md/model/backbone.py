@@ -13,6 +13,7 @@ from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_en
 from orb_md.model.layers import PairMLP, mlp, mlp_and_norm, segment_sum
 
 NUM_ELEMENTS = 118
+CPU_EDGE_CHUNK = 2048  # edges per edge-MLP call on the CPU; chosen by benchmarks/bench_model.py --chunks
 
 
 class AtomEmbedding(nn.Module):
@@ -66,17 +67,18 @@ class AttentionInteraction(nn.Module):
         proj = self._cond_node_proj
         if proj is not None and condition is not None:
             nodes = nodes + proj(condition)
-        sender_part, receiver_part = self._edge_mlp.node_parts(nodes)
+        node_parts = self._edge_mlp.node_parts(nodes)
         n = nodes.shape[0]
         sent = torch.zeros_like(nodes)
         received = torch.zeros_like(nodes)
         updated: List[torch.Tensor] = []
-        for start in range(0, max(edges.shape[0], 1), chunk):
-            e = edges[start : start + chunk]
-            s = senders[start : start + chunk]
-            r = receivers[start : start + chunk]
-            gate = envelope[start : start + chunk]
-            new = self._edge_mlp(e, sender_part, receiver_part, s, r)
+        # split, not slices: under autograd each slice's backward writes a zero tensor of all E rows
+        edge_chunks, gate_chunks = edges.split(chunk), envelope.split(chunk)
+        sender_chunks, receiver_chunks = senders.split(chunk), receivers.split(chunk)
+        for i in range(len(edge_chunks)):
+            e, gate = edge_chunks[i], gate_chunks[i]
+            s, r = sender_chunks[i], receiver_chunks[i]
+            new = self._edge_mlp(e, node_parts, s, r)
             sent = sent + segment_sum(new * (torch.sigmoid(self._send_attn(e)) * gate), s, n)
             received = received + segment_sum(new * (torch.sigmoid(self._receive_attn(e)) * gate), r, n)
             updated.append(e + new)
@@ -98,14 +100,19 @@ class Decoder(nn.Module):
 class GraphNetwork(nn.Module):
     """Node features after message passing, from atomic numbers and edge vectors.
 
-    ``edge_chunk`` > 0 bounds memory when autograd is off (direct models): edge MLPs then run on
-    at most that many edges at a time, so only edge_chunk x 1024 hidden activations exist at once
-    (a 100k-atom direct-20 graph has 2M edges: 8 GB per unchunked float32 activation).
+    Edge MLPs run on at most ``edge_chunk`` edges at a time (0: ``CPU_EDGE_CHUNK`` on the CPU, all
+    edges at once on other devices). On the CPU this is a speed choice: a chunk's edge_chunk x 1024
+    hidden activations stay in cache and their memory is reused, where whole-graph activations are fresh
+    allocations the kernel must page in on every call (measured in benchmarks/results/model.md). With
+    autograd off (direct models) it also bounds memory: a 100k-atom direct-20 graph has 2M edges, 8 GB
+    per unchunked float32 activation. With autograd on, every chunk's activations are kept for the
+    backward pass, so memory is that of the whole graph.
     """
 
     def __init__(self, config: OrbConfig, edge_chunk: int = 0) -> None:
         super().__init__()
         self.edge_chunk = edge_chunk
+        self.cpu_edge_chunk = CPU_EDGE_CHUNK
         self.cutoff = config.cutoff
         self.rbf_transform = BesselBasis(config.cutoff, config.num_bessel)
         self.atom_emb = AtomEmbedding(config.latent_dim)
@@ -134,17 +141,17 @@ class GraphNetwork(nn.Module):
             if total_charge is None or spin is None:
                 raise ValueError("this model needs the total charge and spin multiplicity")
             condition = conditioner(total_charge, spin, vectors.dtype)[system_index]
-        n_edges = vectors.shape[0]
-        chunk = max(n_edges, 1)
-        if self.edge_chunk > 0 and not torch.is_grad_enabled():
-            chunk = self.edge_chunk
+        chunk = self.edge_chunk
+        if chunk <= 0:
+            chunk = self.cpu_edge_chunk if vectors.device.type == "cpu" else max(vectors.shape[0], 1)
         lengths = torch.linalg.vector_norm(vectors, dim=1)
         envelope = polynomial_envelope(lengths, self.cutoff)
         radial = self.rbf_transform(lengths)
         encoded: List[torch.Tensor] = []
-        for start in range(0, max(n_edges, 1), chunk):
-            stop = start + chunk
-            features = edge_features(vectors[start:stop], lengths[start:stop], radial[start:stop], envelope[start:stop])
+        vector_chunks, length_chunks = vectors.split(chunk), lengths.split(chunk)
+        radial_chunks, envelope_chunks = radial.split(chunk), envelope.split(chunk)
+        for i in range(len(vector_chunks)):
+            features = edge_features(vector_chunks[i], length_chunks[i], radial_chunks[i], envelope_chunks[i])
             encoded.append(self._encoder._edge_fn(features))
         edges = torch.cat(encoded) if len(encoded) != 1 else encoded[0]
         nodes = self._encoder._node_fn(self.atom_emb(atomic_numbers))

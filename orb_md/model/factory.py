@@ -23,6 +23,9 @@ def build_model(
     With ``random_statistics`` the normaliser means/variances and reference energies are
     random too (a model whose every buffer matters, which makes parity tests sharper);
     otherwise they keep the neutral values mean 0, variance 1, reference 0.
+    Like :func:`orb_md.load_model` the model is ready for inference: eval mode, parameters without
+    gradients (autograd then keeps no layer inputs for weight gradients: conservative models need about
+    a quarter less memory); :mod:`orb_md.training` turns gradients back on.
     """
     config = architecture if isinstance(architecture, OrbConfig) else model_config(architecture)
     if overrides:
@@ -33,7 +36,7 @@ def build_model(
         model = OrbModel(config, zero_net_force=zero_net_force)
     if random_statistics:
         _randomize_statistics(model, generator)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def _randomize_statistics(model: OrbModel, generator: torch.Generator) -> None:

@@ -14,13 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class SiLU(nn.Module):
+    """SiLU, computed in place when autograd is off (in an MLP its input is the fresh output of a linear)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
 def mlp(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential:
     """Linear layers ``NN-i`` with SiLU between them and none after the last."""
     sizes = [in_dim] + [hidden_dim] * depth + [out_dim]
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for i in range(len(sizes) - 1):
         layers[f"NN-{i}"] = nn.Linear(sizes[i], sizes[i + 1])
-        layers[f"Act-{i}"] = nn.SiLU() if i < len(sizes) - 2 else nn.Identity()
+        layers[f"Act-{i}"] = SiLU() if i < len(sizes) - 2 else nn.Identity()
     return nn.Sequential(layers)
 
 
@@ -48,25 +55,29 @@ class PairMLP(nn.Module):
         self.mlp = mlp(3 * latent, hidden_dim, depth, out_dim)
         self.layer_norm = nn.RMSNorm(out_dim)
 
-    def node_parts(self, nodes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Sender and receiver parts of the first layer, evaluated once per node."""
-        weight = self.mlp[0].weight
+    def node_parts(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Sender and receiver parts of the first layer (bias included in the sender part), one GEMM.
+
+        Shape (2 N, hidden): row 2 i is node i's sender part, row 2 i + 1 its receiver part.
+        """
+        first = self.mlp[0]
         n = self.latent
-        return F.linear(nodes, weight[:, n : 2 * n]), F.linear(nodes, weight[:, 2 * n :])
+        bias = torch.cat([first.bias, torch.zeros_like(first.bias)])
+        weight = torch.cat([first.weight[:, n : 2 * n], first.weight[:, 2 * n :]])
+        return F.linear(nodes, weight, bias).view(2 * nodes.shape[0], -1)
 
     def forward(
-        self,
-        edges: torch.Tensor,
-        sender_part: torch.Tensor,
-        receiver_part: torch.Tensor,
-        senders: torch.Tensor,
-        receivers: torch.Tensor,
+        self, edges: torch.Tensor, node_parts: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
     ) -> torch.Tensor:
         """Updated edge features, shape (E, out_dim), given :meth:`node_parts`."""
-        first = self.mlp[0]
-        x = F.linear(edges, first.weight[:, : self.latent], first.bias)
-        x = x + sender_part.index_select(0, senders)
-        x = x + receiver_part.index_select(0, receivers)
+        edge_weight = self.mlp[0].weight[:, : self.latent]
+        pairs = torch.stack([2 * senders, 2 * receivers + 1], dim=1)
+        if torch.is_grad_enabled():
+            x = F.linear(edges, edge_weight) + node_parts.index_select(0, pairs[:, 0])
+            x = x + node_parts.index_select(0, pairs[:, 1])
+        else:
+            # one pass gathers and sums both node parts; the edge GEMM then accumulates into it
+            x = F.embedding_bag(pairs, node_parts, mode="sum").addmm_(edges, edge_weight.t())
         index = 0
         for layer in self.mlp:
             if index > 0:
