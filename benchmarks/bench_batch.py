@@ -30,7 +30,7 @@ def mesoscale(atoms_wanted: int, chunk: int, steps: int, threads: int, model_nam
     atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((n, n, n))
     atoms.rattle(0.02, seed=1)
     model = build_model(model_name, seed=0, dtype=torch.float32)
-    print(f"{model_name} (full width, random weights, float32), {len(atoms)} atoms, chunk {chunk}, "
+    print(f"{model_name} (full width, random weights, float32), {len(atoms)} atoms, edge chunk {chunk or 'default'}, "
           f"{threads} threads; RSS after setup {peak_rss_mb():.0f} MB", flush=True)
     state = create_state([atoms], ensemble="nve", temperature=300.0, dt=1.0)
     forcefield = ForceField(model, skin=1.0, chunk=chunk)

@@ -10,7 +10,7 @@ from torch import nn
 from orb_md.model.config import OrbConfig
 from orb_md.model.conditioning import ChargeSpinConditioner
 from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_envelope
-from orb_md.model.layers import PairMLP, mlp, mlp_and_norm, segment_sum
+from orb_md.model.layers import PairMLP, add_segments, mlp, mlp_and_norm
 
 NUM_ELEMENTS = 118
 CPU_EDGE_CHUNK = 2048  # edges per edge-MLP call on the CPU; chosen by benchmarks/bench_model.py --chunks
@@ -63,12 +63,11 @@ class AttentionInteraction(nn.Module):
         condition: Optional[torch.Tensor],
         chunk: int,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Updated (nodes, edges); edges are processed ``chunk`` rows at a time."""
+        """Updated (nodes, edges), edges ``chunk`` rows at a time; without autograd ``edges`` is updated in place."""
         proj = self._cond_node_proj
         if proj is not None and condition is not None:
             nodes = nodes + proj(condition)
         node_parts = self._edge_mlp.node_parts(nodes)
-        n = nodes.shape[0]
         sent = torch.zeros_like(nodes)
         received = torch.zeros_like(nodes)
         updated: List[torch.Tensor] = []
@@ -79,10 +78,16 @@ class AttentionInteraction(nn.Module):
             e, gate = edge_chunks[i], gate_chunks[i]
             s, r = sender_chunks[i], receiver_chunks[i]
             new = self._edge_mlp(e, node_parts, s, r)
-            sent = sent + segment_sum(new * (torch.sigmoid(self._send_attn(e)) * gate), s, n)
-            received = received + segment_sum(new * (torch.sigmoid(self._receive_attn(e)) * gate), r, n)
-            updated.append(e + new)
+            # accumulated in place: a fresh (N, latent) sum per chunk would cost O(N) per chunk, O(N^2) in all
+            add_segments(sent, new * (torch.sigmoid(self._send_attn(e)) * gate), s)
+            add_segments(received, new * (torch.sigmoid(self._receive_attn(e)) * gate), r)
+            if torch.is_grad_enabled():
+                updated.append(e + new)
+            else:
+                e.add_(new)  # the residual in place: this layer's input edges are not used again
         new_nodes = self._node_mlp(torch.cat([nodes, received, sent], dim=1))
+        if len(updated) == 0:
+            return nodes + new_nodes, edges
         return nodes + new_nodes, torch.cat(updated) if len(updated) != 1 else updated[0]
 
 
@@ -106,7 +111,8 @@ class GraphNetwork(nn.Module):
     allocations the kernel must page in on every call (measured in benchmarks/results/model.md). With
     autograd off (direct models) it also bounds memory: a 100k-atom direct-20 graph has 2M edges, 8 GB
     per unchunked float32 activation. With autograd on, every chunk's activations are kept for the
-    backward pass, so memory is that of the whole graph.
+    backward pass, so memory is that of the whole graph, and the default is at most 16 chunks (each
+    chunk's backward costs O(N)).
     """
 
     def __init__(self, config: OrbConfig, edge_chunk: int = 0) -> None:
@@ -141,9 +147,13 @@ class GraphNetwork(nn.Module):
             if total_charge is None or spin is None:
                 raise ValueError("this model needs the total charge and spin multiplicity")
             condition = conditioner(total_charge, spin, vectors.dtype)[system_index]
+        n_edges = vectors.shape[0]
         chunk = self.edge_chunk
         if chunk <= 0:
-            chunk = self.cpu_edge_chunk if vectors.device.type == "cpu" else max(vectors.shape[0], 1)
+            chunk = self.cpu_edge_chunk if vectors.device.type == "cpu" else max(n_edges, 1)
+            if torch.is_grad_enabled():
+                # each chunk's backward writes a gradient of all 2 N node parts: at most 16 chunks
+                chunk = max(chunk, (n_edges + 15) // 16)
         lengths = torch.linalg.vector_norm(vectors, dim=1)
         envelope = polynomial_envelope(lengths, self.cutoff)
         radial = self.rbf_transform(lengths)

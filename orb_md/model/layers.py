@@ -7,7 +7,6 @@ Module names follow the orb-models checkpoint layout (``mlp.NN-0.weight``, ``lay
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -71,12 +70,13 @@ class PairMLP(nn.Module):
     ) -> torch.Tensor:
         """Updated edge features, shape (E, out_dim), given :meth:`node_parts`."""
         edge_weight = self.mlp[0].weight[:, : self.latent]
-        pairs = torch.stack([2 * senders, 2 * receivers + 1], dim=1)
+        sender_rows, receiver_rows = 2 * senders, 2 * receivers + 1
         if torch.is_grad_enabled():
-            x = F.linear(edges, edge_weight) + node_parts.index_select(0, pairs[:, 0])
-            x = x + node_parts.index_select(0, pairs[:, 1])
+            x = F.linear(edges, edge_weight) + node_parts.index_select(0, sender_rows)
+            x = x + node_parts.index_select(0, receiver_rows)
         else:
             # one pass gathers and sums both node parts; the edge GEMM then accumulates into it
+            pairs = torch.stack([sender_rows, receiver_rows], dim=1)
             x = F.embedding_bag(pairs, node_parts, mode="sum").addmm_(edges, edge_weight.t())
         index = 0
         for layer in self.mlp:
@@ -112,16 +112,20 @@ class ScalarNormalizer(nn.Module):
         return (x - self.bn.running_mean) / torch.sqrt(self.bn.running_var)
 
 
-def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Sum rows of ``values`` that share an ``index``.
+def add_segments(out: torch.Tensor, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``out[index[i]] += values[i]``, in place (differentiable), returning ``out``.
 
     scatter_add rather than index_add: inductor's CPU code generation fails on the latter
     (torch 2.9, dynamic shapes).
     """
-    shape = [num_segments] + list(values.shape[1:])
-    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
     expanded = index.view([-1] + [1] * (values.dim() - 1)).expand_as(values)
-    return out.scatter_add(0, expanded, values)
+    return out.scatter_add_(0, expanded, values)
+
+
+def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Sum rows of ``values`` that share an ``index``."""
+    shape = [num_segments] + list(values.shape[1:])
+    return add_segments(torch.zeros(shape, dtype=values.dtype, device=values.device), values, index)
 
 
 def segment_mean(
