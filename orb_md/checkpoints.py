@@ -152,10 +152,7 @@ def load_model(
         path = checkpoint_path(config, download=download)
     model = OrbModel(config, zero_net_force=zero_net_force)
     load_weights(model, read_state_dict(path), source=str(path))
-    model = model.to(device=device, dtype=dtype).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def _as_config(architecture: str | OrbConfig) -> OrbConfig:
