@@ -65,6 +65,7 @@ def test_tiny_run_and_restart(tmp_path, capsys):
         (["bench", "--suite", "nope"], "no benchmark suite"),
         (["run", "--random-weights"], "give at least one structure file"),
         (["export", "openmm", "--random-weights", "-o", "{tmp}/m.pt"], "needs --structure"),
+        (["run", "{structure}", "--random-weights", "--chunk", "-5"], "edge chunk must be a positive number"),
     ],
 )
 def test_errors_are_one_line(args, message, tmp_path, capsys):

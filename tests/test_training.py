@@ -159,8 +159,16 @@ def train_tiny(equigrad: float, epochs: int = 20, seed: int = 0):
     return model, history
 
 
-def test_training_is_reproducible_and_learns(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is fastest; the previous count is restored for later tests."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_training_is_reproducible_and_learns(tmp_path, one_thread):
     first, history = train_tiny(LossWeights().equigrad)
     second, _ = train_tiny(LossWeights().equigrad)
     for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
@@ -175,9 +183,8 @@ def test_training_is_reproducible_and_learns(tmp_path):
     assert (tmp_path / "tiny.json").is_file()
 
 
-def test_equigrad_reduces_the_rotational_gradient():
+def test_equigrad_reduces_the_rotational_gradient(one_thread):
     """Same data, seed and schedule; only the equigrad weight differs. Held-out structures."""
-    torch.set_num_threads(1)
     with_it, _ = train_tiny(equigrad=LossWeights().equigrad)
     without, _ = train_tiny(equigrad=0.0)
     held_out = emt_structures(6, seed=99) + emt_structures(3, seed=98, element="Ag")

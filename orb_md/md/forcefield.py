@@ -21,6 +21,8 @@ class ForceField:
     """Evaluates energy (B,), forces (N,3) and stress (B,6) of an MDState, stored on the state."""
 
     def __init__(self, model: OrbModel, skin: float = 1.0, chunk: int = 0, backend: str = "auto") -> None:
+        if chunk < 0:
+            raise InputError(f"the edge chunk must be a positive number of edges, or 0 for the device's default; got {chunk}")
         self.model = model
         self.neighbors = VerletNeighborList(model.config.cutoff, model.config.max_neighbors, skin, backend)
         model.model.edge_chunk = int(chunk)  # 0: the device's default; see GraphNetwork

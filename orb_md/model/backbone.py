@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from orb_md.model.config import OrbConfig
@@ -56,39 +57,38 @@ class AttentionInteraction(nn.Module):
     def forward(
         self,
         nodes: torch.Tensor,
-        edges: torch.Tensor,
-        senders: torch.Tensor,
-        receivers: torch.Tensor,
-        envelope: torch.Tensor,
+        edges: List[torch.Tensor],
+        senders: List[torch.Tensor],
+        receivers: List[torch.Tensor],
+        envelope: List[torch.Tensor],
         condition: Optional[torch.Tensor],
-        chunk: int,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Updated (nodes, edges), edges ``chunk`` rows at a time; without autograd ``edges`` is updated in place."""
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Updated (nodes, edges); edges, their endpoints and envelopes come as matching chunks.
+
+        Without autograd the edge chunks are updated in place (this layer's input edges are not used again).
+        """
         proj = self._cond_node_proj
         if proj is not None and condition is not None:
             nodes = nodes + proj(condition)
         node_parts = self._edge_mlp.node_parts(nodes)
+        attn_weight = torch.cat([self._send_attn.weight, self._receive_attn.weight])
+        attn_bias = torch.cat([self._send_attn.bias, self._receive_attn.bias])
         sent = torch.zeros_like(nodes)
         received = torch.zeros_like(nodes)
         updated: List[torch.Tensor] = []
-        # split, not slices: under autograd each slice's backward writes a zero tensor of all E rows
-        edge_chunks, gate_chunks = edges.split(chunk), envelope.split(chunk)
-        sender_chunks, receiver_chunks = senders.split(chunk), receivers.split(chunk)
-        for i in range(len(edge_chunks)):
-            e, gate = edge_chunks[i], gate_chunks[i]
-            s, r = sender_chunks[i], receiver_chunks[i]
+        for i in range(len(edges)):
+            e, s, r = edges[i], senders[i], receivers[i]
             new = self._edge_mlp(e, node_parts, s, r)
+            gates = torch.sigmoid(F.linear(e, attn_weight, attn_bias)) * envelope[i]
             # accumulated in place: a fresh (N, latent) sum per chunk would cost O(N) per chunk, O(N^2) in all
-            add_segments(sent, new * (torch.sigmoid(self._send_attn(e)) * gate), s)
-            add_segments(received, new * (torch.sigmoid(self._receive_attn(e)) * gate), r)
+            add_segments(sent, new * gates[:, 0:1], s)
+            add_segments(received, new * gates[:, 1:2], r)
             if torch.is_grad_enabled():
                 updated.append(e + new)
             else:
-                e.add_(new)  # the residual in place: this layer's input edges are not used again
+                updated.append(e.add_(new))
         new_nodes = self._node_mlp(torch.cat([nodes, received, sent], dim=1))
-        if len(updated) == 0:
-            return nodes + new_nodes, edges
-        return nodes + new_nodes, torch.cat(updated) if len(updated) != 1 else updated[0]
+        return nodes + new_nodes, updated
 
 
 class Decoder(nn.Module):
@@ -157,15 +157,18 @@ class GraphNetwork(nn.Module):
         lengths = torch.linalg.vector_norm(vectors, dim=1)
         envelope = polynomial_envelope(lengths, self.cutoff)
         radial = self.rbf_transform(lengths)
-        encoded: List[torch.Tensor] = []
+        # chunks, not slices (under autograd a slice's backward writes a zero tensor of all E rows),
+        # passed between layers as lists (no concatenation, and none in the backward pass)
         vector_chunks, length_chunks = vectors.split(chunk), lengths.split(chunk)
         radial_chunks, envelope_chunks = radial.split(chunk), envelope.split(chunk)
+        edges: List[torch.Tensor] = []
+        gates: List[torch.Tensor] = []
         for i in range(len(vector_chunks)):
             features = edge_features(vector_chunks[i], length_chunks[i], radial_chunks[i], envelope_chunks[i])
-            encoded.append(self._encoder._edge_fn(features))
-        edges = torch.cat(encoded) if len(encoded) != 1 else encoded[0]
+            edges.append(self._encoder._edge_fn(features))
+            gates.append(envelope_chunks[i][:, None])
+        sender_chunks, receiver_chunks = list(senders.split(chunk)), list(receivers.split(chunk))
         nodes = self._encoder._node_fn(self.atom_emb(atomic_numbers))
-        envelope = envelope[:, None]
         for layer in self.gnn_stacks:
-            nodes, edges = layer(nodes, edges, senders, receivers, envelope, condition, chunk)
+            nodes, edges = layer(nodes, edges, sender_chunks, receiver_chunks, gates, condition)
         return nodes
