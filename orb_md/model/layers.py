@@ -84,7 +84,9 @@ class PairMLP(nn.Module):
             pairs = torch.stack([sender_rows, receiver_rows], dim=1)
             x = F.embedding_bag(pairs, node_parts, mode="sum")
             if torch.is_grad_enabled():
-                x = torch.addmm(x, edges, edge_weight.t())
+                # not addmm: TorchScript's autodiff splits it into mm + add, which rounds differently from
+                # eager's fused addmm on some CPUs (AMD EPYC: 1e-16), and scripted models must match eager
+                x = x + F.linear(edges, edge_weight)
             else:
                 x = x.addmm_(edges, edge_weight.t())
         index = 0
