@@ -22,6 +22,16 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread avoids OpenMP stalls on a shared, oversubscribed CPU (50x slower there);
+    the previous count is restored for later tests."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return (f"CPUs: {os.cpu_count()} visible, {usable_cpus()} usable; torch threads {torch.get_num_threads()}, "
             f"OPENMM_CPU_THREADS={os.environ['OPENMM_CPU_THREADS']}")

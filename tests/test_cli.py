@@ -14,13 +14,7 @@ import torch
 from orb_md.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls on a shared, oversubscribed CPU (50x slower there)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["export"], ["bench"], ["info"]])

@@ -19,13 +19,7 @@ from orb_md.md.units import parse_quantity
 SMALL = dict(latent_dim=16, mlp_hidden_dim=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls on a shared, oversubscribed CPU (50x slower there)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

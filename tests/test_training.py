@@ -159,15 +159,6 @@ def train_tiny(equigrad: float, epochs: int = 20, seed: int = 0):
     return model, history
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one thread is fastest; the previous count is restored for later tests."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_training_is_reproducible_and_learns(tmp_path, one_thread):
     first, history = train_tiny(LossWeights().equigrad)
     second, _ = train_tiny(LossWeights().equigrad)

@@ -22,7 +22,8 @@ class ForceField:
 
     def __init__(self, model: OrbModel, skin: float = 1.0, chunk: int = 0, backend: str = "auto") -> None:
         if chunk < 0:
-            raise InputError(f"the edge chunk must be a positive number of edges, or 0 for the device's default; got {chunk}")
+            raise InputError("the edge chunk must be a positive number of edges, or 0 for the device's default; "
+                             f"got {chunk}")
         self.model = model
         self.neighbors = VerletNeighborList(model.config.cutoff, model.config.max_neighbors, skin, backend)
         model.model.edge_chunk = int(chunk)  # 0: the device's default; see GraphNetwork
