@@ -3,7 +3,7 @@
 A model is named either by its orb-models name (``orb-v3-direct-20-omat``...), in which case
 the file is looked up in the cache directory (``$ORB_MD_CACHE``, default
 ``~/.cache/orb_md/checkpoints``) and downloaded from the official address when missing, by the name
-of a model bundled with orb_md (``orb-md-demo-v1``, in ``orb_md/weights/``), or by the path of a
+of a model bundled with orb_md (``orb-md-demo-v1``, ``orb-md-demo-bio-v1``, in ``orb_md/weights/``), or by the path of a
 ``.ckpt`` file (a plain ``torch.save``-d state dict).
 """
 

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("-m", "--model", default="orb-v3-conservative-inf-omat",
-                       help="released model name, or the bundled offline demo model orb-md-demo-v1")
+                       help="released model name, or a bundled offline demo model (orb-md-demo-v1, orb-md-demo-bio-v1)")
     group.add_argument("--ckpt", help="checkpoint file (architecture from its name or --model)")
     group.add_argument("--random-weights", action="store_true", help="random weights of --model's architecture "
                        "(testing and timing; no download)")

@@ -9,7 +9,6 @@ import sys
 import ase.build
 import ase.io
 import pytest
-import torch
 
 from orb_md.cli import main
 

@@ -12,10 +12,10 @@ from ase.calculators.emt import EMT
 from orb_md import build_model, load_model
 from orb_md.batch import atoms_to_batch, evaluate
 from orb_md.equigrad import rotational_gradient
-from orb_md.training import reference_data
+from orb_md.training import peptide_data, reference_data
 from orb_md.training.objectives import IGNORE_BIN, LossWeights, force_error_bins, losses, predict
 from orb_md.training.samples import collate, to_samples
-from orb_md.training.statistics import fit_reference_energies, fit_statistics
+from orb_md.training.statistics import fit_new_reference_energies, fit_reference_energies, fit_statistics
 from orb_md.training.trainer import TrainingConfig, save_checkpoint, train
 from orb_md.training.validation import validation_errors
 
@@ -74,6 +74,46 @@ def test_biomolecular_data_is_deterministic(monkeypatch):
     water = [reference_data.water_boxes(seed=3, frames_per_temperature=1)[-1] for _ in range(2)]
     np.testing.assert_array_equal(water[0].positions, water[1].positions)
     np.testing.assert_array_equal(water[0].cell.array, water[1].cell.array)
+
+
+def test_peptide_windows_are_deterministic_and_capped():
+    """The biomolecular model's data: same seed, same frames bit for bit; each distortion kind present, its
+    reference forces below the cap, and its frames away from the thermal ones they started from."""
+    runs = [peptide_data.peptide_windows(seed=3, windows=(30,), frames_per_temperature=1) for _ in range(2)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.info["energy"] == b.info["energy"]
+    sources = [a.info["source"] for a in runs[0]]
+    thermal = [a for a in runs[0] if a.info["source"].endswith("K")]
+    assert len(thermal) == len(peptide_data.TEMPERATURES_K)
+    for kind, count in peptide_data.DISTORTIONS.items():
+        frames = [a for a in runs[0] if a.info["source"] == f"amber14-peptide-31-{kind}"]
+        assert len(frames) == count, (kind, sources)
+        assert max(np.abs(a.arrays["forces"]).max() for a in frames) <= peptide_data.MAX_FORCE_EV_PER_A
+        moved = min(min(np.abs(a.positions - t.positions).max() for t in thermal) for a in frames)
+        assert moved > 0.01, kind  # every frame was distorted
+
+
+def test_new_reference_energies_fit_only_absent_elements(one_thread):
+    """Fine-tuning on a new element: its reference energy is fitted to the model's errors, the others stay."""
+    model = tiny()
+    cu = emt_structures(2, seed=0, element="Cu")
+    for atoms in cu:
+        atoms.info["energy"] = -3.0 * len(atoms)
+    with torch.no_grad():
+        model.heads.energy.reference.linear.weight.zero_()
+        model.heads.energy.reference.linear.weight.view(-1)[29] = -3.0
+    alloy = cu[0].copy()
+    alloy.numbers[:2] = 79
+    alloy.info["energy"] = -3.0 * 30 - 4.5 * 2
+    alloy.arrays["forces"] = np.zeros((len(alloy), 3))
+    samples = to_samples(model, [*cu, alloy])
+    before = float(predict(model, collate(samples[2:]), create_graph=False).energy)
+    assert fit_new_reference_energies(model, samples) == [79]
+    reference = model.heads.energy.reference.linear.weight.detach().view(-1)
+    assert float(reference[29]) == -3.0
+    assert float(reference[79]) == pytest.approx((alloy.info["energy"] - before) / 2, rel=1e-5)
+    assert fit_new_reference_energies(model, samples) == []
 
 
 def test_extxyz_round_trip(tmp_path):

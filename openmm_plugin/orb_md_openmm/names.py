@@ -1,6 +1,7 @@
 """Names under which orb_md registers Orb-v3 models with openmm-ml.
 
-Each released model ``orb-v3-...`` (and the bundled ``orb-md-demo-v1``) is registered as ``orb_md/<name>``: the namespace cannot
+Each released model ``orb-v3-...`` (and the bundled ``orb-md-demo-v1`` and ``orb-md-demo-bio-v1``) is registered as
+``orb_md/<name>``: the namespace cannot
 collide with openmm-ml's own ``orb-v3-conservative-inf-omat`` / ``orb-v3-conservative-omol``
 (which run orb-models through a PythonForce), and the part after the slash is the model name
 that :func:`orb_md.load_model` takes. The list must match ``[project.entry-points."openmmml.potentials"]``
@@ -13,7 +14,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(
     f"orb-v3-{kind}-{variant}"
     for variant in ("inf-omat", "20-omat", "inf-mpa", "20-mpa", "omol")
     for kind in ("direct", "conservative")
-) + ("orb-md-demo-v1",)  # the bundled offline demo model (orb_md/weights)
+) + ("orb-md-demo-v1", "orb-md-demo-bio-v1")  # the bundled offline demo models (orb_md/weights)
 
 
 def potential_name(model: str) -> str:

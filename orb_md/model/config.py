@@ -97,7 +97,11 @@ DEMO_MODEL = OrbConfig(
 """The bundled offline demo model: the Orb-v3 conservative-inf architecture at reduced width and depth,
 trained by :mod:`orb_md.training.recipe` on EMT metals and amber14/TIP3P water and peptides."""
 
-BUNDLED_MODELS: dict[str, OrbConfig] = {DEMO_MODEL.name: DEMO_MODEL}
+BIO_MODEL = dataclasses.replace(DEMO_MODEL, name="orb-md-demo-bio-v1")
+"""The bundled biomolecular demo model: :data:`DEMO_MODEL` fine-tuned on solvated peptide windows and water
+(thermal and distorted frames) by :func:`orb_md.training.recipe.train_bio`."""
+
+BUNDLED_MODELS: dict[str, OrbConfig] = {DEMO_MODEL.name: DEMO_MODEL, BIO_MODEL.name: BIO_MODEL}
 """Models whose weights ship inside the orb_md package (``orb_md/weights/<name>.ckpt``)."""
 
 

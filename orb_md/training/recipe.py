@@ -1,4 +1,8 @@
-"""The recipe of the bundled demo model: data, architecture, split, training, validation, checkpoint."""
+"""The recipes of the bundled models: data, architecture, split, training, validation, checkpoint.
+
+``orb-md-demo-v1`` is trained from scratch on metals, water and one peptide cluster (:func:`train_demo`);
+``orb-md-demo-bio-v1`` is ``orb-md-demo-v1`` fine-tuned on thermal and distorted peptide windows and water
+(:func:`train_bio`)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ from pathlib import Path
 import ase
 import torch
 
-from orb_md.model.config import DEMO_MODEL, OrbConfig
+from orb_md.checkpoints import checkpoint_path, load_model
+from orb_md.model.config import BIO_MODEL, DEMO_MODEL, OrbConfig, model_config
 from orb_md.model.orb import OrbModel
-from orb_md.training import reference_data
+from orb_md.training import peptide_data, reference_data
 from orb_md.training.samples import to_samples
-from orb_md.training.statistics import fit_statistics
+from orb_md.training.statistics import fit_new_reference_energies, fit_statistics
 from orb_md.training.trainer import TrainingConfig, save_checkpoint, train
 from orb_md.training.validation import validation_errors
 
@@ -29,6 +34,11 @@ DEMO_FINE_TUNING = TrainingConfig(epochs=8, max_batch_atoms=256, learning_rate=2
                                   warmup_fraction=0.0, seed=0)
 FAMILY_REPEATS = {"tip3p": 3, "amber14-peptide": 2}
 FAMILIES = ("emt", "tip3p", "amber14-peptide")
+# The biomolecular model: one stage from orb-md-demo-v1's weights on all peptide-window and water structures,
+# distorted ones included from the start. Residues 31-35 are never trained on: they measure an unseen sequence.
+BIO_FINE_TUNING = TrainingConfig(epochs=14, max_batch_atoms=256, learning_rate=1e-3, min_learning_rate=1e-5,
+                                 warmup_fraction=0.0, seed=0)
+UNSEEN_WINDOW = peptide_data.WINDOW_FIRST_RESIDUES[-1]
 
 
 def cpu_model() -> str:
@@ -50,11 +60,20 @@ def dataset_path(cache: Path, seed: int) -> Path:
 
 def demo_dataset(cache: Path, seed: int = 0) -> list[ase.Atoms]:
     """The demo training set, generated (minutes) or read from ``cache``."""
-    path = dataset_path(cache, seed)
+    return _cached(dataset_path(cache, seed), lambda: reference_data.generate(seed))
+
+
+def bio_dataset(cache: Path, seed: int = 0) -> list[ase.Atoms]:
+    """The biomolecular fine-tuning set (peptide windows, then water boxes), generated (minutes) or cached."""
+    path = cache / (f"bio-data-v{peptide_data.PEPTIDE_DATA_VERSION}-water-v{reference_data.DATA_VERSION}"
+                    f"-seed{seed}.extxyz")
+    return _cached(path, lambda: peptide_data.peptide_windows(seed) + reference_data.water_boxes(seed))
+
+
+def _cached(path: Path, generate) -> list[ase.Atoms]:
     if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        structures = reference_data.generate(seed)
-        reference_data.write_dataset(structures, path.with_suffix(".tmp"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reference_data.write_dataset(generate(), path.with_suffix(".tmp"))
         path.with_suffix(".tmp").rename(path)
     return reference_data.read_dataset(path)
 
@@ -103,11 +122,6 @@ def train_demo(
                 for _ in range(FAMILY_REPEATS.get(family(atoms), 1))]
     fine_tuning_history = train(model, weighted, fine_tuning, progress=progress)
     metrics = validation_errors(model, validation_samples)
-    by_source = {}
-    for name in FAMILIES:
-        chosen = [s for s, a in zip(validation_samples, validation_set) if family(a) == name]
-        if chosen:
-            by_source[name] = validation_errors(model, chosen)
     record = {
         "training": {
             "structures": len(train_set),
@@ -118,19 +132,77 @@ def train_demo(
             "family_repeats": FAMILY_REPEATS,
             "seed": training.seed,
             "loss_weights": dataclasses.asdict(training.weights),
-            "threads": threads,
-            "data_wall_s": data_s,
-            "wall_s": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu_start,
-            "machine": cpu_model(),
-            "torch": torch.__version__,
+            **_run_facts(threads, data_s, start, cpu_start),
         },
         "validation": metrics,
         "validation_after_stage_1": stage_1,
-        "validation_by_family": by_source,
+        "validation_by_family": _by_family(model, validation_samples, validation_set),
         "history": history,
         "fine_tuning_history": fine_tuning_history,
     }
     save_checkpoint(model, out, record)
     return record
 
+
+def _run_facts(threads: int, data_s: float, wall_start: float, cpu_start: float) -> dict:
+    """Where and how long a training run ran (for the JSON sidecar)."""
+    return {"threads": threads, "data_wall_s": data_s, "wall_s": time.perf_counter() - wall_start,
+            "cpu_s": time.process_time() - cpu_start, "machine": cpu_model(), "torch": torch.__version__}
+
+
+def _by_family(model: OrbModel, samples: list, structures: list[ase.Atoms]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in FAMILIES:
+        chosen = [s for s, a in zip(samples, structures) if family(a) == name]
+        if chosen:
+            out[name] = validation_errors(model, chosen)
+    return out
+
+
+def train_bio(
+    out: Path,
+    cache: Path,
+    start: str | Path = DEMO_MODEL.name,
+    fine_tuning: TrainingConfig = BIO_FINE_TUNING,
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune ``start`` (default: the bundled demo model) on :func:`bio_dataset` and write ``out`` (.ckpt)
+    with a JSON sidecar of metrics: a seeded held-out 10 % of the trained windows and water, and every frame of
+    the unseen window (residues 31-35), all and thermal only."""
+    torch.set_num_threads(threads)
+    begin, cpu_start = time.perf_counter(), time.process_time()
+    structures = bio_dataset(cache, fine_tuning.seed)
+    data_s = time.perf_counter() - begin
+    unseen_source = f"amber14-peptide-{UNSEEN_WINDOW + 1}-"
+    unseen = [a for a in structures if a.info["source"].startswith(unseen_source)]
+    train_set, validation_set = split([a for a in structures if a not in unseen], fine_tuning.seed)
+    path = Path(start) if Path(start).suffix == ".ckpt" else checkpoint_path(model_config(str(start)))
+    model = load_model(path, architecture=BIO_MODEL, precision="float32-highest")
+    train_samples = to_samples(model, train_set)
+    validation_samples, unseen_samples = to_samples(model, validation_set), to_samples(model, unseen)
+    new_elements = fit_new_reference_energies(model, train_samples)
+    before = validation_errors(model, validation_samples)
+    history = train(model, train_samples, fine_tuning, progress=progress)
+    record = {
+        "training": {
+            "from": str(start),
+            "structures": len(train_set),
+            "validation_structures": len(validation_set),
+            "unseen_window_structures": len(unseen),
+            "new_reference_elements": new_elements,
+            "peptide_data_version": peptide_data.PEPTIDE_DATA_VERSION,
+            **{k: v for k, v in dataclasses.asdict(fine_tuning).items() if k != "weights"},
+            "loss_weights": dataclasses.asdict(fine_tuning.weights),
+            **_run_facts(threads, data_s, begin, cpu_start),
+        },
+        "validation": validation_errors(model, validation_samples),
+        "validation_before_fine_tuning": before,
+        "validation_by_family": _by_family(model, validation_samples, validation_set),
+        "validation_unseen_window": validation_errors(model, unseen_samples),
+        "validation_unseen_window_thermal": validation_errors(
+            model, [s for s, a in zip(unseen_samples, unseen) if a.info["source"].endswith("K")]),
+        "history": history,
+    }
+    save_checkpoint(model, out, record)
+    return record

@@ -252,15 +252,16 @@ def water_boxes(seed: int = 0, box_nm: float = 1.0, frames_per_temperature: int 
     return out
 
 
-def villin_fragment(residues: int = 5):
-    """The first ``residues`` residues of villin headpiece (openmm's test.pdb) as a zwitterionic peptide
-    with its first water shell (waters with an atom within 3.5 Å), hydrogens from amber14."""
+def villin_fragment(residues: int = 5, first: int = 0):
+    """Residues ``first`` to ``first + residues - 1`` of villin headpiece (openmm's test.pdb) as a zwitterionic
+    peptide with its first water shell (waters whose oxygen lies within 3.5 Å of a peptide atom), hydrogens from
+    amber14."""
     import openmm
     from openmm import app, unit
 
     path = importlib.resources.files("openmm.app") / "data" / "test.pdb"
     pdb = app.PDBFile(str(path))
-    keep_residues = list(pdb.topology.residues())[:residues]
+    keep_residues = [r for r in pdb.topology.residues() if r.name != "HOH"][first:first + residues]
     peptide_atoms = {atom.index for res in keep_residues for atom in res.atoms()}
     xyz = np.array(pdb.positions.value_in_unit(unit.nanometer))
     peptide_xyz = xyz[sorted(peptide_atoms)]

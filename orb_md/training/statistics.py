@@ -1,4 +1,4 @@
-"""Reference energies and normaliser statistics fitted to a training set before training from scratch."""
+"""Reference energies and normaliser statistics fitted to a training set (from scratch, or for new elements)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from orb_md.model.backbone import NUM_ELEMENTS
 from orb_md.model.layers import ScalarNormalizer
 from orb_md.model.orb import OrbModel
-from orb_md.training.samples import Sample
+from orb_md.training.objectives import predict
+from orb_md.training.samples import Sample, collate, pack_by_atoms
 
 
 def fit_reference_energies(samples: Sequence[Sample]) -> torch.Tensor:
@@ -57,3 +58,28 @@ def fit_statistics(model: OrbModel, samples: Sequence[Sample]) -> None:
     if model.heads.stress is not None:
         _set(model.heads.stress.diag_normalizer, float(stress[:, :3].mean()), float(stress[:, :3].var()))
         _set(model.heads.stress.offdiag_normalizer, 0.0, float(stress[:, 3:].pow(2).mean()))
+
+
+def fit_new_reference_energies(model: OrbModel, samples: Sequence[Sample], batch_atoms: int = 512) -> list[int]:
+    """For fine-tuning on new chemistry: least-squares reference energies of the elements in ``samples`` whose
+    reference is still 0 (absent from the model's training data), fitted to the model's energy errors on the
+    samples that contain them. Returns those atomic numbers; the other references and normalisers are kept."""
+    weight = model.heads.energy.reference.linear.weight
+    reference = weight.detach().reshape(-1).double()
+    fresh = (reference[:NUM_ELEMENTS] == 0).nonzero().flatten()
+    chosen = [s for s in samples if bool(torch.isin(s.atomic_numbers, fresh).any())]
+    if not chosen:
+        return []
+    counts = torch.stack([torch.bincount(s.atomic_numbers, minlength=NUM_ELEMENTS)[:NUM_ELEMENTS] for s in chosen])
+    new = ((counts.sum(0) > 0) & (reference[:NUM_ELEMENTS] == 0)).nonzero().flatten()
+    model.eval()
+    residual = []
+    for group in pack_by_atoms(chosen, batch_atoms):
+        batch = collate(group)
+        residual.append(batch.energy - predict(model, batch, create_graph=False).energy.detach().double())
+    solution = torch.linalg.lstsq(counts[:, new].double(), torch.cat(residual)[:, None], driver="gelsd").solution
+    updated = reference.clone()
+    updated[new] = solution[:, 0]
+    with torch.no_grad():
+        weight.copy_(updated.reshape(weight.shape).to(weight.dtype))
+    return new.tolist()
