@@ -176,7 +176,8 @@ def train_bio(
     data_s = time.perf_counter() - begin
     unseen_source = f"amber14-peptide-{UNSEEN_WINDOW + 1}-"
     unseen = [a for a in structures if a.info["source"].startswith(unseen_source)]
-    train_set, validation_set = split([a for a in structures if a not in unseen], fine_tuning.seed)
+    seen = [a for a in structures if not a.info["source"].startswith(unseen_source)]
+    train_set, validation_set = split(seen, fine_tuning.seed)
     path = Path(start) if Path(start).suffix == ".ckpt" else checkpoint_path(model_config(str(start)))
     model = load_model(path, architecture=BIO_MODEL, precision="float32-highest")
     train_samples = to_samples(model, train_set)
