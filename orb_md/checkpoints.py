@@ -140,16 +140,18 @@ def load_model(
 ) -> OrbModel:
     """Load a released model by name, or a checkpoint file by path, ready for inference.
 
-    For a path, ``architecture`` names the released configuration it follows (default: the
-    file name is matched against the released names, e.g. ``orb-v3-direct-20-omat-2025.ckpt``).
+    ``architecture`` names the configuration the network is built with. For a path it defaults to the
+    released or bundled name the file name starts with (e.g. ``orb-v3-direct-20-omat-2025.ckpt``); for a
+    name, to that model's own. The weights always come from ``name_or_path``.
     """
     dtype = apply_precision(precision)
     path = Path(name_or_path)
     if path.suffix == ".ckpt" or path.is_file():
         config = _config_for_file(path, architecture)
     else:
-        config = _as_config(architecture) if architecture is not None else model_config(str(name_or_path))
-        path = checkpoint_path(config, download=download)
+        named = model_config(str(name_or_path))
+        config = _as_config(architecture) if architecture is not None else named
+        path = checkpoint_path(named, download=download)
     model = OrbModel(config, zero_net_force=zero_net_force)
     load_weights(model, read_state_dict(path), source=str(path))
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -9,7 +9,7 @@ import torch
 from orb_md import CheckpointError, build_model, load_model
 from orb_md.batch import atoms_to_batch, evaluate
 from orb_md.checkpoints import CACHE_ENV, checkpoint_path
-from orb_md.model.config import model_config
+from orb_md.model.config import BIO_MODEL, model_config
 from tests.orb_reference import orb_models_graph, orb_models_predict, orb_models_twin
 
 SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64}
@@ -84,6 +84,16 @@ def test_wrong_architecture_names_keys_and_shapes(tmp_path):
     torch.save(build_model("orb-v3-conservative-20-omat").state_dict(), conservative)
     with pytest.raises(CheckpointError, match="missing keys heads.forces"):
         load_model(conservative, architecture="orb-v3-direct-20-omat")
+
+
+def test_a_name_with_another_architecture_keeps_its_own_weights():
+    """The bio model's recipe builds orb-md-demo-v1's weights into the BIO_MODEL configuration."""
+    by_name = load_model("orb-md-demo-v1", architecture=BIO_MODEL)
+    by_path = load_model(checkpoint_path(model_config("orb-md-demo-v1")), architecture=BIO_MODEL)
+    own = load_model("orb-md-demo-v1").state_dict()
+    assert by_name.config == BIO_MODEL
+    for state in (by_name.state_dict(), by_path.state_dict()):
+        assert all(torch.equal(state[key], own[key]) for key in own)
 
 
 def test_unknown_name():

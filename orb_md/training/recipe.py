@@ -14,8 +14,8 @@ from pathlib import Path
 import ase
 import torch
 
-from orb_md.checkpoints import checkpoint_path, load_model
-from orb_md.model.config import BIO_MODEL, DEMO_MODEL, OrbConfig, model_config
+from orb_md.checkpoints import load_model
+from orb_md.model.config import BIO_MODEL, DEMO_MODEL, OrbConfig
 from orb_md.model.orb import OrbModel
 from orb_md.training import peptide_data, reference_data
 from orb_md.training.samples import to_samples
@@ -178,8 +178,7 @@ def train_bio(
     unseen = [a for a in structures if a.info["source"].startswith(unseen_source)]
     seen = [a for a in structures if not a.info["source"].startswith(unseen_source)]
     train_set, validation_set = split(seen, fine_tuning.seed)
-    path = Path(start) if Path(start).suffix == ".ckpt" else checkpoint_path(model_config(str(start)))
-    model = load_model(path, architecture=BIO_MODEL, precision="float32-highest")
+    model = load_model(start, architecture=BIO_MODEL, precision="float32-highest")
     train_samples = to_samples(model, train_set)
     validation_samples, unseen_samples = to_samples(model, validation_set), to_samples(model, unseen)
     new_elements = fit_new_reference_energies(model, train_samples)
