@@ -1,7 +1,8 @@
 """The bundled biomolecular demo model (orb-md-demo-bio-v1) keeps a solvated peptide in one piece through 10 ps
 of MD, which the general demo model (orb-md-demo-v1) does not: the cheap peptide checks run on both, strictly
 expected to fail on orb-md-demo-v1 (its model card says why), so a change that makes either pass or fail
-shows; the 10 ps MD runs on the bio model only. Two checks are still known failures of orb-md-demo-bio-v1 (marked at each, with the measured numbers).
+shows; the 10 ps MD runs on the bio model only. Two checks are still known failures of orb-md-demo-bio-v1
+(marked at each, with the measured numbers).
 
 Physical criteria are stated at each test; the reference is amber14/TIP3P, the potential that labelled the
 training data, in the same protocol.
