@@ -209,11 +209,10 @@ def test_solvated_peptide_stays_folded_in_openmm_torchforce(villin_amber_rmsd):
     its two cheaper peptide checks above already show."""
     from openmmml import MLPotential
 
-    name = NAME
-    model = _model(name)
+    model = _model(NAME)
     topology, positions, reference = villin_amber_rmsd
-    ours = _peptide_heavy_atom_rmsd(MLPotential(f"orb_md/{name}").createSystem(topology, model=model), topology,
+    ours = _peptide_heavy_atom_rmsd(MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model), topology,
                                     positions)
-    print(f"{name}: peptide heavy-atom RMSD max: amber14 {reference.max():.2f} Å, model {ours.max():.2f} Å")
+    print(f"{NAME}: peptide heavy-atom RMSD max: amber14 {reference.max():.2f} Å, model {ours.max():.2f} Å")
     assert reference.max() < 2.0, reference.max()  # the criterion is one the reference potential meets
     assert np.all(np.isfinite(ours)) and ours.max() < 2.0, (ours.max(), reference.max())

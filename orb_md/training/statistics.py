@@ -71,7 +71,7 @@ def fit_new_reference_energies(model: OrbModel, samples: Sequence[Sample], batch
     if not chosen:
         return []
     counts = torch.stack([torch.bincount(s.atomic_numbers, minlength=NUM_ELEMENTS)[:NUM_ELEMENTS] for s in chosen])
-    new = ((counts.sum(0) > 0) & (reference[:NUM_ELEMENTS] == 0)).nonzero().flatten()
+    new = fresh[counts[:, fresh].sum(0) > 0]
     model.eval()
     residual = []
     for group in pack_by_atoms(chosen, batch_atoms):
