@@ -99,3 +99,5 @@ def test_a_name_with_another_architecture_keeps_its_own_weights():
 def test_unknown_name():
     with pytest.raises(Exception, match="unknown Orb-v3 model 'orb-v4'"):
         load_model("orb-v4")
+    with pytest.raises(Exception, match="unknown Orb-v3 model 'orb-v4'"):  # not the architecture's own weights
+        load_model("orb-v4", architecture="orb-md-demo-v1")
