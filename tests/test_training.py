@@ -94,6 +94,26 @@ def test_peptide_windows_are_deterministic_and_capped():
         assert moved > 0.01, kind  # every frame was distorted
 
 
+def test_minimiser_contacts_are_capped_points_on_the_minimiser_path(monkeypatch, one_thread):
+    """The bio recipe's stage-2 frames: for a model whose L-BFGS steps run into contacts (random weights of the
+    bio architecture), one frame per force cap the end point exceeds, each at that cap (bisection), the same
+    frames bit for bit from a second run (one torch thread: with two, torch's CPU sums vary in the last bits)."""
+    from orb_md.model.config import BIO_MODEL
+    monkeypatch.setattr(peptide_data, "CONTACT_ITERATIONS", (2,))
+    monkeypatch.setattr(peptide_data, "CONTACT_THERMAL_STARTS", 1)
+    thermal = [a for a in peptide_data.peptide_windows(seed=3, windows=(30,), frames_per_temperature=1)
+               if a.info["source"].endswith("K")]
+    model = build_model(BIO_MODEL, seed=0)
+    runs = [peptide_data.minimiser_contacts(model, thermal, seed=0, windows=(30,)) for _ in range(2)]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    caps = peptide_data.CONTACT_FORCE_CAPS_EV_PER_A
+    forces = [float(np.abs(a.arrays["forces"]).max()) for a in runs[0]]
+    assert len(forces) >= len(caps), forces  # the steps overshoot (measured: all caps from both starts)
+    assert all(a.info["source"] == "amber14-peptide-31-contact" for a in runs[0])
+    assert all(any(0.98 * cap <= f <= cap for cap in caps) for f in forces), forces
+
+
 def test_new_reference_energies_fit_only_absent_elements(one_thread):
     """Fine-tuning on a new element: its reference energy is fitted to the model's errors, the others stay."""
     model = tiny()

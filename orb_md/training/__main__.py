@@ -28,13 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="override the number of epochs of stage 1 (training from scratch)")
     demo.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     bio = sub.add_parser("bio", help="generate peptide-window data and fine-tune the demo model into the bundled "
-                         "biomolecular model")
+                         "biomolecular model (stage 1), then on its minimiser's contacts (stage 2)")
     bio.add_argument("--out", required=True, help="checkpoint to write (a .json sidecar with metrics goes next to it)")
     bio.add_argument("--start", default="orb-md-demo-v1", help="model to fine-tune: bundled name or .ckpt path "
                      "of the demo architecture")
     bio.add_argument("--cache", default=str(Path.home() / ".cache" / "orb-md" / "training"),
                      help="folder for the generated training data (regenerated when missing)")
-    bio.add_argument("--epochs", type=int, help="override the number of fine-tuning epochs")
+    bio.add_argument("--epochs", type=int, help="override the number of stage-1 epochs")
+    bio.add_argument("--stage-1", help="checkpoint of a finished stage 1 (same data and seed): run stage 2 only, "
+                     "the contact frames of its minimiser path")
     bio.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     fit = sub.add_parser("fit", help="fine-tune a model (released name, bundled name or .ckpt) on an extxyz file "
                          "with energy, forces (and stress) labels")
@@ -75,7 +77,8 @@ def _bio(args: argparse.Namespace) -> dict:
     from orb_md.training.recipe import BIO_FINE_TUNING, train_bio
 
     training = BIO_FINE_TUNING if args.epochs is None else dataclasses.replace(BIO_FINE_TUNING, epochs=args.epochs)
-    record = train_bio(Path(args.out), Path(args.cache), start=args.start, fine_tuning=training, threads=args.threads)
+    record = train_bio(Path(args.out), Path(args.cache), start=args.start, fine_tuning=training,
+                       stage_1=args.stage_1, threads=args.threads)
     print(f"wall {record['training']['wall_s']:.0f} s, CPU {record['training']['cpu_s']:.0f} s", file=sys.stderr)
     return record
 

@@ -12,6 +12,11 @@ first water shell, as a non-periodic cluster of flexible amber14/TIP3P (no const
   about their oxygen). A distorted frame whose largest reference force exceeds ``MAX_FORCE_EV_PER_A`` (two
   atoms pushed into each other) is drawn again: such frames teach nothing a minimiser or MD would visit.
 
+A third kind, :func:`minimiser_contacts`, depends on a model: frames on the way to where OpenMM's L-BFGS under
+that model goes. Its first iterations step far (measured: hydrogens collapse to 0.23 Å within 10 iterations
+under a model trained on the two kinds above), into contacts no thermal or distorted frame has; labelled, they
+teach the model the wall it lacked (recipe stage 2 of the bio model, :func:`orb_md.training.recipe.train_bio`).
+
 Labels come from the Reference platform (float64), in ASE units (see :mod:`orb_md.training.reference_data`).
 Deterministic for a given seed: OpenMM's seeds are set before each Context, the CPU platform runs one thread and
 the distortions draw from one seeded NumPy generator.
@@ -33,6 +38,11 @@ DISTORTIONS = {"rattled": 20, "hydrogens-rattled": 15, "angles-closed": 20, "wat
 """Distorted frames per window, by kind (drawn from the window's thermal frames)."""
 MAX_FORCE_EV_PER_A = 50.0
 MAX_DRAWS = 20  # per distorted frame, before giving up with an error
+CONTACT_ITERATIONS = (1, 2, 4, 8)
+"""L-BFGS iterations under the model from each start; each end point gives up to one frame per force cap."""
+CONTACT_FORCE_CAPS_EV_PER_A = (20.0, 60.0, 150.0)
+CONTACT_THERMAL_STARTS = 3  # thermal frames per window used as starts, besides amber14's minimum
+BISECTION_STEPS = 30
 
 
 def peptide_windows(seed: int = 0, windows: tuple[int, ...] = WINDOW_FIRST_RESIDUES,
@@ -70,6 +80,66 @@ def _window_frames(topology, positions, first: int, seed: int, frames_per_temper
         for _ in range(count):
             distorted.append(_distorted_frame(labeller, numbers, geometry, kind, thermal, rng, f"{source}-{kind}"))
     return thermal + distorted
+
+
+def minimiser_contacts(model, thermal: list[ase.Atoms], seed: int = 0,
+                       windows: tuple[int, ...] = WINDOW_FIRST_RESIDUES[:-1]) -> list[ase.Atoms]:
+    """Frames on the paths of OpenMM's L-BFGS under ``model`` (an OrbModel of the windows' elements).
+
+    Per window: from amber14's minimum and from ``CONTACT_THERMAL_STARTS`` frames drawn (seeded) from that
+    window's thermal frames in ``thermal``, minimise with the model (TorchForce, Reference platform) for each of
+    ``CONTACT_ITERATIONS``. On the straight segment from the start to each end point, the farthest point whose
+    largest amber14 force is at most each of ``CONTACT_FORCE_CAPS_EV_PER_A`` (bisection; caps the end point
+    already meets add nothing), labelled by amber14. ``info["source"]`` = ``amber14-peptide-<first>-contact``.
+    Bit-reproducible for one model, seed and CPU model with one torch thread; with more, torch's CPU sums vary in
+    the last bits from call to call (measured: 1e-8 eV/Å in forces), and the frames by up to 1e-7 Å."""
+    import openmm
+    from orb_md_openmm.force import create_torch_force
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for first in windows:
+        topology, positions = reference_data.villin_fragment(WINDOW_RESIDUES, first)
+        numbers = reference_data._element_numbers(topology)
+        _, _, labeller = reference_data._openmm_context(topology, positions, False, "Reference")
+        openmm.LocalEnergyMinimizer.minimize(labeller, maxIterations=300)
+        source = f"amber14-peptide-{first + 1}"
+        window = [a for a in thermal if a.info["source"].startswith(f"{source}-") and a.info["source"].endswith("K")]
+        if len(window) < CONTACT_THERMAL_STARTS:
+            raise ValueError(f"{source}: {len(window)} thermal frames given, {CONTACT_THERMAL_STARTS} needed as starts")
+        starts = [labeller.getState(getPositions=True).getPositions(asNumpy=True)._value * 10.0]
+        starts += [window[i].positions for i in rng.choice(len(window), CONTACT_THERMAL_STARTS, replace=False)]
+        system = openmm.System()
+        for atom in topology.atoms():
+            system.addParticle(atom.element.mass)
+        system.addForce(create_torch_force(model, topology, periodic=False))
+        reference = openmm.Platform.getPlatformByName("Reference")
+        minimiser = openmm.Context(system, openmm.VerletIntegrator(0.001), reference)
+        for start in starts:
+            for iterations in CONTACT_ITERATIONS:
+                minimiser.setPositions(start / 10.0)
+                openmm.LocalEnergyMinimizer.minimize(minimiser, maxIterations=iterations)
+                end = minimiser.getState(getPositions=True).getPositions(asNumpy=True)._value * 10.0
+                frames.extend(_capped_points(labeller, numbers, start, end, f"{source}-contact"))
+    return frames
+
+
+def _capped_points(labeller, numbers: np.ndarray, start: np.ndarray, end: np.ndarray, source: str) -> list[ase.Atoms]:
+    """For each force cap the end point exceeds, the labelled farthest point of start->end within the cap."""
+    def largest_force(fraction: float) -> float:
+        return float(np.abs(_label(labeller, numbers, start + fraction * (end - start), source).arrays["forces"]).max())
+
+    out = []
+    end_force = largest_force(1.0)
+    for cap in CONTACT_FORCE_CAPS_EV_PER_A:
+        if end_force <= cap:
+            continue
+        low, high = 0.0, 1.0
+        for _ in range(BISECTION_STEPS):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if largest_force(middle) <= cap else (low, middle)
+        out.append(_label(labeller, numbers, start + low * (end - start), source))
+    return out
 
 
 def _distorted_frame(labeller, numbers: np.ndarray, geometry: _Geometry, kind: str, thermal: list[ase.Atoms],
