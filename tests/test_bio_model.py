@@ -140,7 +140,8 @@ def test_minimising_the_peptide_stays_near_the_amber_minimum(name, amber_minimis
 
 
 def _peptide_md(system: openmm.System, topology, positions) -> tuple[np.ndarray, np.ndarray]:
-    """10 ps of Langevin dynamics at 300 K on the CPU platform (one thread: reproducible), a standard 2 fs
+    """10 ps of Langevin dynamics at 300 K on the CPU platform (one thread, so amber14's run is reproducible;
+    a TorchForce's is not, torch's two-thread CPU sums varying in the last bits), a standard 2 fs
     set-up: bonds to hydrogen constrained, hydrogens 4 amu (mass repartitioned from their heavy atom). Returns,
     every 0.2 ps, the peptide's heavy-atom RMSD (Å) from its minimised start after optimal superposition, and
     the largest relative change of a bond between peptide heavy atoms from its start length."""
@@ -192,12 +193,10 @@ def villin_amber_rmsd():
 def test_solvated_peptide_stays_folded_in_openmm_torchforce(villin_amber_rmsd):
     """Villin's first five residues with their first water shell (non-periodic, a training window): all forces
     from orb_md's TorchForce (no force field), 10 ps at 300 K. The peptide stays in one piece (no heavy-atom bond
-    ever 20 % off its start length) and folded-ish: its heavy-atom RMSD at most 0.5 Å beyond amber14's in the
-    same protocol and seed (amber14 itself stays below 2 Å). 0.5 Å is three times the spread of amber14's own
-    maximum over runs that differed only in the CPU platform's summation order (multi-threaded: 1.66, 1.71,
-    1.82 Å, 2026-12-01/03), the divergence chaos alone gives one potential; a molecule coming apart reaches NaN
-    or several Å. Only the bio model runs it (10 min on 2 cores):
-    orb-md-demo-v1 reaches NaN coordinates (model card), which its two cheaper peptide checks above show."""
+    ever 20 % off its start length) and folded-ish: its heavy-atom RMSD stays below 2 Å, as it does for the
+    reference potential in the same protocol and seed (amber14, one thread: 1.77 Å, 2026-12-03). Only the bio
+    model runs it (10 min on 2 cores): orb-md-demo-v1 reaches NaN coordinates (model card), which its two cheaper
+    peptide checks above show."""
     from openmmml import MLPotential
 
     model = _model(NAME)
@@ -207,4 +206,4 @@ def test_solvated_peptide_stays_folded_in_openmm_torchforce(villin_amber_rmsd):
           f"(mean {reference.mean():.2f}, {ours.mean():.2f}); largest heavy-atom bond change {stretch.max():.3f}")
     assert reference.max() < 2.0, reference.max()  # the reference potential keeps the peptide folded here
     assert np.all(np.isfinite(ours)) and stretch.max() < 0.2, stretch.max()
-    assert ours.max() < reference.max() + 0.5, (ours.max(), reference.max())
+    assert ours.max() < 2.0, (ours.max(), reference.max())
