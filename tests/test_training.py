@@ -112,6 +112,8 @@ def test_minimiser_contacts_are_capped_points_on_the_minimiser_path(monkeypatch,
     assert len(forces) >= len(caps), forces  # the steps overshoot (measured: all caps from both starts)
     assert all(a.info["source"] == "amber14-peptide-31-contact" for a in runs[0])
     assert all(any(0.98 * cap <= f <= cap for cap in caps) for f in forces), forces
+    with pytest.raises(ValueError, match="amber14-peptide-1: 0 thermal frames given, 1 needed as starts"):
+        peptide_data.minimiser_contacts(model, thermal, windows=(0,))  # ``thermal`` holds window 31-35 only
 
 
 def test_new_reference_energies_fit_only_absent_elements(one_thread):

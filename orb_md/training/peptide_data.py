@@ -99,14 +99,14 @@ def minimiser_contacts(model, thermal: list[ase.Atoms], seed: int = 0,
     rng = np.random.default_rng(seed)
     frames = []
     for first in windows:
-        topology, positions = reference_data.villin_fragment(WINDOW_RESIDUES, first)
-        numbers = reference_data._element_numbers(topology)
-        _, _, labeller = reference_data._openmm_context(topology, positions, False, "Reference")
-        openmm.LocalEnergyMinimizer.minimize(labeller, maxIterations=300)
         source = f"amber14-peptide-{first + 1}"
         window = [a for a in thermal if a.info["source"].startswith(f"{source}-") and a.info["source"].endswith("K")]
         if len(window) < CONTACT_THERMAL_STARTS:
             raise ValueError(f"{source}: {len(window)} thermal frames given, {CONTACT_THERMAL_STARTS} needed as starts")
+        topology, positions = reference_data.villin_fragment(WINDOW_RESIDUES, first)
+        numbers = reference_data._element_numbers(topology)
+        _, _, labeller = reference_data._openmm_context(topology, positions, False, "Reference")
+        openmm.LocalEnergyMinimizer.minimize(labeller, maxIterations=300)
         starts = [labeller.getState(getPositions=True).getPositions(asNumpy=True)._value * 10.0]
         starts += [window[i].positions for i in rng.choice(len(window), CONTACT_THERMAL_STARTS, replace=False)]
         system = openmm.System()
