@@ -7,4 +7,4 @@ md:
 	"$$(scripts/bootstrap.sh)" examples/quickstart_md.py
 
 test:
-	"$$(scripts/bootstrap.sh --lammps)" -m pytest
+	"$$(scripts/bootstrap.sh --lammps)" -m pytest -n auto --dist loadfile --no-loadscope-reorder

@@ -14,12 +14,27 @@ from orb_md.cpus import usable_cpus
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable CPU (not per visible CPU; see orb_md.cpus)."""
+    return usable_cpus()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """One thread per usable CPU for torch here and for OpenMP/OpenMM in subprocesses (unless set already)."""
-    cpus = usable_cpus()
-    os.environ.setdefault("OMP_NUM_THREADS", str(cpus))
-    os.environ.setdefault("OPENMM_CPU_THREADS", str(cpus))
+    """The usable CPUs shared among the test processes (xdist workers): threads for torch here and for
+    OpenMP/OpenMM in subprocesses, unless set already. The xdist controller runs no tests and sets nothing
+    (its environment is its workers')."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    threads = max(1, usable_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("OPENMM_CPU_THREADS", str(threads))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files marked ``heavy`` (minutes of MD) first, the rest in their usual order: with one xdist worker
+    per CPU (``--dist loadfile --no-loadscope-reorder``) the longest files then start at once, not last."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture
@@ -33,8 +48,10 @@ def one_thread():
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return (f"CPUs: {os.cpu_count()} visible, {usable_cpus()} usable; torch threads {torch.get_num_threads()}, "
-            f"OPENMM_CPU_THREADS={os.environ['OPENMM_CPU_THREADS']}")
+    workers = getattr(config.option, "numprocesses", None)
+    share = (f"{workers} xdist workers, {max(1, usable_cpus() // workers)} threads each" if workers
+             else f"torch threads {torch.get_num_threads()}, OPENMM_CPU_THREADS={os.environ['OPENMM_CPU_THREADS']}")
+    return f"CPUs: {os.cpu_count()} visible, {usable_cpus()} usable; {share}"
 
 
 def _skipped_under_ci(config: pytest.Config) -> list:

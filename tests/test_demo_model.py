@@ -27,6 +27,7 @@ from orb_md.training import reference_data
 from orb_md.training.samples import to_samples
 from orb_md.training.validation import validation_errors
 
+pytestmark = pytest.mark.heavy
 NAME = "orb-md-demo-v1"
 CARD = json.loads((files("orb_md") / "weights" / f"{NAME}.json").read_text())
 
