@@ -25,10 +25,15 @@ def pytest_configure(config: pytest.Config) -> None:
     (its environment is its workers')."""
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
         return
-    threads = max(1, usable_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    threads = _threads_per_process(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("OPENMM_CPU_THREADS", str(threads))
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.set_num_threads(threads)
+
+
+def _threads_per_process(workers: int) -> int:
+    """Threads of each test process: ``OMP_NUM_THREADS`` if set, else an equal share of the usable CPUs."""
+    return int(os.environ.get("OMP_NUM_THREADS") or max(1, usable_cpus() // workers))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,7 +54,7 @@ def one_thread():
 
 def pytest_report_header(config: pytest.Config) -> str:
     workers = getattr(config.option, "numprocesses", None)
-    share = (f"{workers} xdist workers, {max(1, usable_cpus() // workers)} threads each" if workers
+    share = (f"{workers} xdist workers, {_threads_per_process(workers)} threads each" if workers
              else f"torch threads {torch.get_num_threads()}, OPENMM_CPU_THREADS={os.environ['OPENMM_CPU_THREADS']}")
     return f"CPUs: {os.cpu_count()} visible, {usable_cpus()} usable; {share}"
 
