@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--timestep", type=float, default=5.0, help="fs")
     parser.add_argument("--trajectory", default="quickstart_md.traj")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per usable CPU)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: OMP_NUM_THREADS if set, else one per usable CPU)")
     args = parser.parse_args()
     set_torch_threads(args.threads)
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk", type=int, default=0, help="edges per edge-MLP call (0: 2048 on the CPU, the whole graph on a GPU; lower it to bound a direct model's memory on a GPU)")
     run.add_argument("--no-plot", action="store_true", help="do not write energy/temperature/pressure PNGs")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: one per usable CPU: affinity mask, cgroup quota)")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: OMP_NUM_THREADS if set, else one per usable CPU: affinity mask, cgroup quota)")
     run.set_defaults(func=cmd_run)
 
     export = sub.add_parser("export", help="write a model file for OpenMM (TorchScript) or LAMMPS (ML-IAP)",

@@ -32,9 +32,20 @@ def usable_cpus() -> int:
 
 
 def set_torch_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads to ``threads``, or to :func:`usable_cpus` when 0; returns the count."""
+    """Set torch's intra-op threads to ``threads``; 0 means ``OMP_NUM_THREADS`` where it is set (the
+    convention of OpenMP programs), else :func:`usable_cpus`. Returns the count."""
     if threads < 0:
-        raise InputError(f"thread count must be >= 0 (0: one per usable CPU), got {threads}")
-    count = threads or usable_cpus()
+        raise InputError(f"thread count must be >= 0 (0: OMP_NUM_THREADS, else one per usable CPU), got {threads}")
+    count = threads or _omp_num_threads() or usable_cpus()
     torch.set_num_threads(count)
     return count
+
+
+def _omp_num_threads() -> int:
+    """``OMP_NUM_THREADS`` as a positive count, 0 where it is unset; anything else is a clear error."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"OMP_NUM_THREADS must be a positive integer, got {value!r}")
+    return int(value)

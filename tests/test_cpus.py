@@ -30,12 +30,18 @@ def test_cgroup_v1_quota(tmp_path, monkeypatch):
     assert cpus.usable_cpus() == 1
 
 
-def test_set_torch_threads():
+def test_set_torch_threads(monkeypatch):
     previous = torch.get_num_threads()
     try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         assert cpus.set_torch_threads(0) == cpus.usable_cpus() == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert cpus.set_torch_threads(0) == 3 == torch.get_num_threads()
         assert cpus.set_torch_threads(1) == 1 == torch.get_num_threads()
         with pytest.raises(InputError, match="thread count must be >= 0"):
             cpus.set_torch_threads(-1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "two")
+        with pytest.raises(InputError, match="OMP_NUM_THREADS must be a positive integer, got 'two'"):
+            cpus.set_torch_threads(0)
     finally:
         torch.set_num_threads(previous)
