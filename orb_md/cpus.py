@@ -36,12 +36,12 @@ def set_torch_threads(threads: int = 0) -> int:
     convention of OpenMP programs), else :func:`usable_cpus`. Returns the count."""
     if threads < 0:
         raise InputError(f"thread count must be >= 0 (0: OMP_NUM_THREADS, else one per usable CPU), got {threads}")
-    count = threads or _omp_num_threads() or usable_cpus()
+    count = threads or omp_num_threads() or usable_cpus()
     torch.set_num_threads(count)
     return count
 
 
-def _omp_num_threads() -> int:
+def omp_num_threads() -> int:
     """``OMP_NUM_THREADS`` as a positive count, 0 where it is unset; anything else is a clear error."""
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if not value:

@@ -9,7 +9,7 @@ import ase.db
 import pytest
 import torch
 
-from orb_md.cpus import usable_cpus
+from orb_md.cpus import omp_num_threads, usable_cpus
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _threads_per_process(workers: int) -> int:
     """Threads of each test process: ``OMP_NUM_THREADS`` if set, else an equal share of the usable CPUs."""
-    return int(os.environ.get("OMP_NUM_THREADS") or max(1, usable_cpus() // workers))
+    return omp_num_threads() or max(1, usable_cpus() // workers)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
