@@ -2,7 +2,7 @@
 
     PYTHONPATH=lammps_plugin nice python benchmarks/bench_lammps.py [--atoms 1000 10000] [--steps 5]
         [--arch orb-v3-conservative-inf-omat] [--latent-dim 32 --mlp-hidden-dim 64 | --full-width]
-        [--ranks 1 2] [--precision float64] [--system copper|water|gas] [--json PATH]
+        [--ranks 1 2] [--mode exchange|halo] [--precision float64] [--system copper|water|gas] [--json PATH]
 
 Systems: jittered fcc Cu (a = 3.61 Å), a jittered water box (~1 g/cm³) or, for the multi-rank
 halo mode, a 60-atom sparse Cu/O gas. Per size:
@@ -10,8 +10,9 @@ halo mode, a 60-atom sparse Cu/O gas. Per size:
 * "lammps": `run <steps>` in a fresh `lmp` (or `mpirun -np R lmp`) process; s/step = LAMMPS's
   Loop time / steps (the setup force call -- neighbour list, embedded Python, model build -- is
   not in it), CPU s/step = Loop time x its "% CPU use" (user time); energy, forces and virial pressure of
-  step 0 are written out. 1 rank = fold mode (ghostneigh 0), > 1 rank = halo mode (ghostneigh 1,
-  comm_modify cutoff 38.5 Å with skin 1 Å);
+  step 0 are written out. 1 rank = fold mode (ghostneigh 0); > 1 rank = ``--mode exchange``
+  (default: the plain input, ghostneigh 0 and the default 7 Å ghost cutoff; node features are exchanged
+  between layers) or ``--mode halo`` (ghostneigh 1, comm_modify cutoff 38.5 Å with skin 1 Å);
 * "direct": `orb_md.batch.evaluate` (graph build + energy + forces + stress) on the configuration
   LAMMPS read (its data file) with the weights of the exported file, in a fresh process, median
   wall and user CPU time of `steps` calls after a warm-up call;
@@ -141,15 +142,16 @@ run {steps}
 """
 
 
-def lammps_run(tmp: Path, data: Path, model: Path, steps: int, ranks: int, elements: str) -> dict:
-    ghost = 1 if ranks > 1 else 0
-    halo = "comm_modify cutoff 38.5\n" if ranks > 1 else ""
+def lammps_run(tmp: Path, data: Path, model: Path, steps: int, ranks: int, elements: str, mode: str) -> dict:
+    halo = ranks > 1 and mode == "halo"
     work = tmp / f"{data.stem}-np{ranks}"
     work.mkdir()
-    (work / "in.bench").write_text(
-        LAMMPS_RUN.format(data=data, model=model, ghost=ghost, elements=elements, halo=halo, steps=steps)
-    )
+    (work / "in.bench").write_text(LAMMPS_RUN.format(
+        data=data, model=model, ghost=int(halo), elements=elements, steps=steps,
+        halo="comm_modify cutoff 38.5\n" if halo else ""))
     env = dict(os.environ, PATH=f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ['PATH']}", VIRTUAL_ENV=sys.prefix)
+    if ranks > 1:
+        env["ORB_MD_LAMMPS_MODE"] = mode
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "lammps_plugin"), str(REPO), env.get("PYTHONPATH", "")])
     cmd = [str(Path(sys.prefix) / "bin" / "lmp"), "-nocite", "-log", "none", "-in", "in.bench"]
     if ranks > 1:
@@ -187,9 +189,11 @@ def main() -> None:
     parser.add_argument("--full-width", action="store_true")
     parser.add_argument("--precision", default="float64")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1])
+    parser.add_argument("--mode", choices=["exchange", "halo"], default="exchange",
+                        help="multi-rank mode (1 rank always folds ghosts onto their owners)")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per process (both sides)")
     parser.add_argument("--system", choices=["copper", "water", "gas"], default="copper",
-                        help="gas: 60-atom sparse Cu/O box (16 Å) for the multi-rank halo mode")
+                        help="gas: 60-atom sparse Cu/O box (16 Å), cheap for the multi-rank halo mode")
     parser.add_argument("--json", metavar="PATH", help="also write the table's rows to this JSON file")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -198,10 +202,10 @@ def main() -> None:
     label = "full width" if args.full_width else f"latent {args.latent_dim}, MLP {args.mlp_hidden_dim}"
     print(f"{args.arch} ({label}, {args.precision}), torch threads {args.threads}, load average "
           f"{os.getloadavg()[0]:.1f} at start\n")
-    print("| system | atoms | ranks | direct s (CPU s) | LAMMPS s/step (CPU s) | LAMMPS steps/s | overhead wall (CPU) "
-          "| process CPU s LAMMPS / direct | \\|dE\\|/\\|E\\| | max \\|dF\\| eV/Å | max \\|dσ\\| eV/Å³ "
-          "| peak RSS LAMMPS / direct GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| system | atoms | ranks | mode | direct s (CPU s) | LAMMPS s/step (CPU s) | LAMMPS steps/s "
+          "| speed-up vs 1 rank | overhead wall (CPU) | process CPU s LAMMPS / direct | \\|dE\\|/\\|E\\| "
+          "| max \\|dF\\| eV/Å | max \\|dσ\\| eV/Å³ | peak RSS LAMMPS / direct GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -214,21 +218,24 @@ def main() -> None:
             species = list(dict.fromkeys(atoms.get_chemical_symbols()))
             data = tmp / f"system{len(atoms)}.data"
             ase.io.write(data, atoms, format="lammps-data", masses=True, atom_style="atomic", specorder=species)
-            lmps = {ranks: lammps_run(tmp, data, path, args.steps, ranks, " ".join(species)) for ranks in args.ranks}
+            lmps = {ranks: lammps_run(tmp, data, path, args.steps, ranks, " ".join(species), args.mode)
+                    for ranks in args.ranks}
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 direct = pool.submit(direct_call, str(path), str(data), species, args.steps, args.threads).result()
             for ranks, lmp in lmps.items():
+                mode = "fold" if ranks == 1 else args.mode
+                speedup = f"{lmps[1]['wall'] / lmp['wall']:.2f}" if 1 in lmps else "-"
                 de = abs(lmp["energy"] - direct["energy"]) / abs(direct["energy"])
                 df = float(np.abs(lmp["forces"] - direct["forces"]).max())
                 ds = float(np.abs(lmp["stress"] - direct["stress"]).max())
-                rows.append({"system": args.system, "atoms": len(atoms), "ranks": ranks,
+                rows.append({"system": args.system, "atoms": len(atoms), "ranks": ranks, "mode": mode,
                              "direct_s": direct["wall"], "direct_cpu_s": direct["cpu"],
                              "lammps_s": lmp["wall"], "lammps_cpu_s": lmp["cpu"],
                              "energy_rel_diff": de, "force_max_diff": df, "stress_max_diff": ds,
                              "lammps_rss_gib": lmp["rss"], "direct_rss_gib": direct["rss"],
                              "lammps_process_cpu_s": lmp["process_cpu"], "direct_process_cpu_s": direct["process_cpu"]})
-                print(f"| {args.system} | {len(atoms)} | {ranks} | {direct['wall']:.3f} ({direct['cpu']:.3f}) "
-                      f"| {lmp['wall']:.3f} ({lmp['cpu']:.3f}) | {1 / lmp['wall']:.3f} "
+                print(f"| {args.system} | {len(atoms)} | {ranks} | {mode} | {direct['wall']:.3f} ({direct['cpu']:.3f}) "
+                      f"| {lmp['wall']:.3f} ({lmp['cpu']:.3f}) | {1 / lmp['wall']:.3f} | {speedup} "
                       f"| {lmp['wall'] / direct['wall']:.2f} ({lmp['cpu'] / direct['cpu']:.2f}) "
                       f"| {lmp['process_cpu']:.1f} / {direct['process_cpu']:.1f} | {de:.1e} | {df:.1e} | {ds:.1e} "
                       f"| {lmp['rss']:.2f} / {direct['rss']:.2f} |", flush=True)

@@ -143,7 +143,7 @@ def lammps_rows(data: dict) -> list[ReportRow]:
         one_rank = r["ranks"] == 1
         cpu = "lammps_cpu_s" in r and "direct_cpu_s" in r
         memory = _mb(r["lammps_rss_gib"] * 1024, r["direct_rss_gib"] * 1024) if "lammps_rss_gib" in r else ""
-        ranks = f"{r['ranks']} rank{'s' if r['ranks'] > 1 else ''}"
+        ranks = f"{r['ranks']} rank{'s' if r['ranks'] > 1 else ''}" + (f" ({r['mode']})" if "mode" in r else "")
         rows.append(ReportRow(
             "lammps", f"{r.get('system', 'copper')} {r['atoms']} atoms, {ranks}, {data.get('arch', '')} "
             f"({data.get('width', '')})", ours="LAMMPS pair_style mliap",

@@ -1,6 +1,7 @@
 """The LAMMPS build from scripts/build_lammps.sh: `pair_style mliap unified` with
 LAMMPS's stock Python LJ model must reproduce `pair_style lj/cut` through `lmp`,
-through the `lammps` Python module, and under `mpirun -np 2`.
+through the `lammps` Python module, and under `mpirun -np 2`; orb_md's patches
+(linear-size neighbour arrays, halo exchange in the plain coupling) must work.
 
 Skipped when LAMMPS is not installed in this Python environment, unless the
 environment variable CI is set (then a missing build is a failure).
@@ -146,3 +147,69 @@ def test_mliap_neighbor_arrays_scale_linearly(tmp_path):
     megabytes = float(re.search(r"Per MPI rank memory allocation \(min/avg/max\) = \S+ \| \S+ \| (\S+) Mbytes", out)[1])
     assert atoms == 2048
     assert megabytes < 64, f"LAMMPS reports {megabytes} MB per rank for {atoms} atoms (N^2 ML-IAP arrays?)"
+
+
+EXCHANGE_PROBE = '''
+import numpy as np
+from mpi4py import MPI
+import lammps, lammps.mliap
+from lammps.mliap.mliap_unified_abc import MLIAPUnified
+
+WIDTH = 40  # wider than any row LAMMPS communicates at init(): the buffers must grow
+
+
+class Probe(MLIAPUnified):
+    """Checks forward/reverse_exchange against atom IDs, then returns zero forces."""
+
+    def __init__(self, lmp):
+        super().__init__(None, ["Ar"], 1, 1, 1.25)
+        self.lmp, self.calls = lmp, 0
+
+    def compute_descriptors(self, data):
+        pass
+
+    def compute_gradients(self, data):
+        pass
+
+    def compute_forces(self, data):
+        n, nlocal = data.ntotal, data.nlocal
+        tags = np.array(self.lmp.numpy.extract_atom("id", nelem=n)).reshape(-1)[:n]
+        rows = np.zeros((n, WIDTH))
+        rows[:nlocal] = tags[:nlocal, None] * np.arange(1, WIDTH + 1)
+        out = np.empty_like(rows)
+        data.forward_exchange(rows, out, WIDTH)
+        assert np.array_equal(out, tags[:, None] * np.arange(1, WIDTH + 1)), "ghost rows != owner rows"
+        ones = np.ones((n, WIDTH), dtype=np.float32)
+        data.reverse_exchange(ones, ones, WIDTH)  # in place
+        copies = MPI.COMM_WORLD.allreduce(np.bincount(tags, minlength=tags.max() + 1 if n else 1), op=MPI.SUM)
+        assert not ones[nlocal:].any(), "ghost rows not zeroed"
+        assert np.array_equal(ones[:nlocal, -1], copies[tags[:nlocal]]), "owner rows != number of copies"
+        data.update_pair_forces(np.zeros((data.npairs, 3)))
+        data.energy = 0.0
+        self.calls += 1
+
+
+lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+lammps.mliap.activate_mliappy(lmp)
+lmp.commands_string(SYSTEM)
+probe = Probe(lmp)
+lammps.mliap.load_unified(probe)
+lmp.commands_string("pair_style mliap unified EXISTS 0\\npair_coeff * * Ar\\nrun 0")
+print("EXCHANGE_OK", MPI.COMM_WORLD.rank, probe.calls, flush=True)
+lmp.close()
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_halo_exchange_primitives(tmp_path, ranks):
+    """lammps_plugin/patches/mliap-halo-exchange.patch: the plain coupling's forward_exchange fills every
+    ghost row with its owner's row, reverse_exchange sums ghost rows into their owners (float64 and
+    float32 rows of 40 values) -- on one rank (periodic images) and across ranks."""
+    script = tmp_path / "probe.py"
+    script.write_text(f"SYSTEM = {SYSTEM!r}\n" + EXCHANGE_PROBE)
+    mpirun = shutil.which("mpirun", path=_env()["PATH"])
+    cmd = [mpirun, "-np", str(ranks), sys.executable, str(script)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert sorted(re.findall(r"^EXCHANGE_OK (\d+) 1$", out, re.MULTILINE)) == [str(r) for r in range(ranks)], out[-4000:]

@@ -1,5 +1,6 @@
 """orb_md in real LAMMPS (`pair_style mliap unified`): parity with the ASE OrbCalculator,
-NVE/NPT runs, MPI parity (1/2/4 ranks) and setup errors. Reduced-width random float64 models.
+NVE/NPT runs, MPI parity (1/2/4 ranks, exchange and halo modes) and setup errors. Reduced-width
+random float64 models.
 
 Skipped without a LAMMPS build in this environment (CI set: failure), see test_lammps_build.py.
 """
@@ -7,12 +8,14 @@ Skipped without a LAMMPS build in this environment (CI set: failure), see test_l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import ase
+import ase.build
 import ase.io
 import numpy as np
 import pytest
@@ -64,12 +67,20 @@ def env() -> dict:
     return e
 
 
-def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True) -> str:
+def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True, mode: str | None = None,
+            verbose: bool = False) -> str:
+    """Run `lmp` (under mpirun with ``ranks``); ``mode`` forces orb_md_lammps's mode (ORB_MD_LAMMPS_MODE),
+    ``verbose`` (implied by ``mode``) makes it print the mode of every force call."""
     (cwd / "in.test").write_text(script)
     cmd = [str(LMP), "-nocite", "-log", "none", "-in", "in.test"]
     if ranks:
         cmd = [shutil.which("mpirun", path=env()["PATH"]), "-np", str(ranks), *cmd]
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=300)
+    environment = env()
+    if mode:
+        environment["ORB_MD_LAMMPS_MODE"] = mode
+    if mode or verbose:
+        environment["ORB_MD_LAMMPS_VERBOSE"] = "1"
+    proc = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-5000:]}"
@@ -113,8 +124,13 @@ write_dump all custom forces.dump id fx fy fz c_pe modify sort id format float %
 """
 
 
-def lammps_results(tmp: Path, data: Path, model: Path, elements: list[str], ranks: int = 0, ghost: int = 0, extra: str = "") -> dict:
-    out = run_lmp(tmp, PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=ghost, extra=extra), ranks)
+def lammps_results(tmp: Path, data: Path, model: Path, elements: list[str], ranks: int = 0, ghost: int = 0,
+                   extra: str = "", mode: str | None = None) -> dict:
+    script = PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=ghost, extra=extra)
+    out = run_lmp(tmp, script, ranks, mode=mode)
+    if mode:
+        used = set(re.findall(r"^orb_md_lammps: rank \d+ mode (\w+)", out, re.MULTILINE))
+        assert used == {mode}, f"asked for mode {mode}, ran {used}:\n{out[-3000:]}"
     lines = out.splitlines()
     head = next(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"])
     values = [float(v) for v in lines[head + 1].split()]
@@ -197,7 +213,7 @@ def test_parity_with_ase(tmp_path, structures, arch):
         np.testing.assert_allclose(got["stress"], stress, atol=1e-9, rtol=1e-8)
 
 
-MPI_EXTRA = "neighbor 1.0 bin\ncomm_modify cutoff 38.5\n"
+HALO_EXTRA = "neighbor 1.0 bin\ncomm_modify cutoff 38.5\n"  # halo mode: ghosts to 36 Å + 2 * skin
 
 
 @pytest.fixture(scope="module")
@@ -214,17 +230,52 @@ def mpi_case(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 4])
-@pytest.mark.parametrize("arch", ["orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"])
-def test_mpi_parity(mpi_case, arch, ranks):
-    tmp, data, elements, path, ref = mpi_case[arch]
-    work = tmp / f"{arch}-{ranks}"
-    work.mkdir()
-    got = lammps_results(work, data, path, elements, ranks=ranks, ghost=1, extra=MPI_EXTRA)
+def assert_parity(got: dict, ref: dict) -> None:
     assert got["energy"] == pytest.approx(ref["energy"], rel=1e-9)
     assert got["eatoms"].sum() == pytest.approx(ref["energy"], rel=1e-9)
     np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-8, rtol=0)
     np.testing.assert_allclose(got["stress"], ref["stress"], atol=1e-9, rtol=1e-8)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+@pytest.mark.parametrize("mode", ["exchange", "halo"])
+@pytest.mark.parametrize("arch", ["orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"])
+def test_mpi_parity(mpi_case, arch, mode, ranks):
+    """60-atom Cu/O gas in a 16 Å box: exchange mode with the default ghost cutoff (7 Å: each rank holds
+    only its own atoms' shells and exchanges node features per layer), halo mode with a 38.5 Å one."""
+    tmp, data, elements, path, ref = mpi_case[arch]
+    work = tmp / f"{arch}-{mode}-{ranks}"
+    work.mkdir()
+    if mode == "exchange":
+        got = lammps_results(work, data, path, elements, ranks=ranks, extra="neighbor 1.0 bin\n", mode=mode)
+    else:
+        got = lammps_results(work, data, path, elements, ranks=ranks, ghost=1, extra=HALO_EXTRA, mode=mode)
+    assert_parity(got, ref)
+
+
+@pytest.fixture(scope="module")
+def copper_case(tmp_path_factory):
+    """500 jittered fcc Cu atoms (18 Å box): split into 8 subdomains of 9 Å, thinner than the 30 Å
+    receptive field of 5 layers x 6 Å, so every rank depends on atoms several ranks away."""
+    tmp = tmp_path_factory.mktemp("copper")
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(5)
+    atoms.rattle(0.1, seed=7)
+    data, elements, atoms = write_data(tmp, atoms)
+    out = {}
+    for arch in ("orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat"):
+        path, model = model_file(tmp, arch, latent_dim=8, mlp_hidden_dim=16)
+        atoms.calc = OrbCalculator(model)
+        ref = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+        out[arch] = (tmp, data, elements, path, ref)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat"])
+def test_exchange_mode_on_eight_ranks(copper_case, arch):
+    tmp, data, elements, path, ref = copper_case[arch]
+    work = tmp / f"{arch}-8"
+    work.mkdir()
+    assert_parity(lammps_results(work, data, path, elements, ranks=8, mode="exchange"), ref)
 
 
 MD_SETUP = """
@@ -319,10 +370,43 @@ def test_setup_errors(tmp_path, small_model, case, expected):
 
 
 def test_mpi_thin_halo_error(mpi_case):
-    """Two ranks with the default communication cutoff cannot be exact: clear error."""
+    """Halo mode on two ranks with the default communication cutoff cannot be exact: clear error."""
     tmp, data, elements, path, _ = mpi_case["orb-v3-conservative-20-omat"]
     work = tmp / "thin"
     work.mkdir()
     script = PARITY_RUN.format(data=data, model=path, elements=" ".join(elements), ghost=1, extra="")
-    out = run_lmp(work, script, ranks=2, check=False)
+    out = run_lmp(work, script, ranks=2, check=False, mode="halo")
     assert "ghost shell is too thin" in out, out[-3000:]
+
+
+def test_mpi_default_mode_is_exchange(mpi_case):
+    """`mpirun` with the plain input (no comm_modify, ghostneigh 0) runs exchange mode, exactly."""
+    tmp, data, elements, path, ref = mpi_case["orb-v3-conservative-20-omat"]
+    work = tmp / "default"
+    work.mkdir()
+    script = PARITY_RUN.format(data=data, model=path, elements=" ".join(elements), ghost=0, extra="")
+    out = run_lmp(work, script, ranks=2, verbose=True)
+    assert set(re.findall(r"^orb_md_lammps: rank \d+ mode (\w+)", out, re.MULTILINE)) == {"exchange"}
+
+
+def test_virial_fallback_by_image_forces():
+    """Stock LAMMPS (no data.add_virial): the virial correction rides on +g/-g forces on periodic copies of
+    one atom. The fdotr virial must change by exactly the requested matrix and every atom's net force by 0."""
+    from orb_md_lammps.virial import add_to_virial
+
+    rng = np.random.default_rng(0)
+    cell = np.array([[5.0, 0.0, 0.0], [0.7, 6.0, 0.0], [0.3, -0.4, 7.0]])
+    local = rng.uniform(0, 1, (4, 3)) @ cell
+    images = [local[k] + np.array(shift) @ cell for k, shift in ((0, (1, 0, 0)), (1, (0, 1, 0)), (0, (1, 1, 1)), (2, (0, 0, -1)))]
+    x = np.vstack([local, images])
+    tags = np.array([1, 2, 3, 4, 1, 2, 1, 3])
+
+    class Data:  # what the plain coupling offers: forces of local + ghost rows, no add_virial
+        f = np.zeros((8, 3))
+
+    delta = rng.normal(size=(3, 3))
+    add_to_virial(Data, None, delta, x, tags)
+    np.testing.assert_allclose(x.T @ Data.f, delta, atol=1e-12)
+    net = np.zeros((5, 3))
+    np.add.at(net, tags, Data.f)
+    np.testing.assert_allclose(net, 0.0, atol=1e-12)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides and not args.random_weights:
         parser.error("--latent-dim/--mlp-hidden-dim need --random-weights")
     export(args.model, args.out, args.architecture, args.random_weights, args.precision, args.elements, args.seed, **overrides)
-    print(f"wrote {args.out}: pair_style mliap unified {args.out} 0   (MPI: ... 1 + comm_modify cutoff >= 36 + 2*skin)")
+    print(f"wrote {args.out}: pair_style mliap unified {args.out} 0   (also under mpirun with orb_md's LAMMPS build)")
     return 0
 
 

@@ -1,32 +1,22 @@
 """``MLIAPUnified`` subclass running an orb_md Orb-v3 model inside LAMMPS.
 
-Graph, per force call (``compute_forces``):
+Graph, per force call: pairs of LAMMPS's full neighbour list within 2*rcutfac = 6 Å are Orb edges,
+k nearest per sender with a decomposition-independent tie key (:mod:`orb_md_lammps.graph`). Three modes
+(``mode``/``ORB_MD_LAMMPS_MODE``; ``auto`` picks fold on one rank, exchange on several when the LAMMPS
+build has the halo exchange, else halo), all exact:
 
-* pairs come from LAMMPS's full neighbour list, r_ij = x_j - x_i < 2*rcutfac = 6 Å; a pair
-  (i, j) is the Orb edge sender i -> receiver j with vector r_ij;
-* k nearest per sender with a decomposition-independent tie key: distance on a 1e-8 Å grid,
-  then the neighbour's global atom tag, then r_ij (each component on the 1e-8 Å grid,
-  lexicographically) -- the same physical graph on every rank and rank count.
+* ``fold`` (1 rank): every ghost is folded onto its owner by tag; the graph has the nlocal atoms as
+  nodes (exactly the periodic graph orb_md builds); the normal comm cutoff suffices.
+* ``exchange`` (any number of ranks; LAMMPS with lammps_plugin/patches/mliap-halo-exchange.patch): each
+  rank evaluates the edges of its own atoms and exchanges node features with its neighbours between the
+  message-passing layers (:mod:`orb_md_lammps.exchange`); the normal comm cutoff suffices and the work
+  per rank is that of its own atoms.
+* ``halo`` (stock LAMMPS, several ranks): ``pair_style mliap unified file 1`` + ``comm_modify cutoff
+  >= 36 + 2*skin``; the GNN runs redundantly on local + ghost atoms within 5 hops of the local ones.
 
-Two modes (chosen per call):
-
-* ``fold`` (1 MPI rank): every ghost is folded onto its owner by tag, the graph has the
-  nlocal atoms as nodes (exactly the periodic graph orb_md builds), the normal comm cutoff
-  suffices and ``ghostneigh`` may be 0 or 1;
-* ``halo`` (>1 rank): ``pair_style mliap unified file 1`` + ``comm_modify cutoff >= 36 + 2*skin``;
-  the GNN runs redundantly on local + ghost atoms (pruned to 5 hops from the local atoms),
-  the pooled node mean, atom count, reference and ZBL sums are MPI-allreduced, and only
-  the local atoms' contributions are differentiated, so the per-rank pair forces sum to the
-  exact single-process result.
-
-Conservative models return fij = dE/dr_ij (LAMMPS adds +fij to i, -fij to j; virial by
-F.r, per-atom virial tallied). Direct models write their forces into ``atom->f`` of the
-local atoms and set the global virial to the model's stress with equal-and-opposite force
-pairs on two periodic copies of the same atom (net force zero, fdotr virial = L (x) g).
-
-Per-atom energy convention (sums exactly to Orb's total):
-``e_i = (E - sum_refs - E_zbl)/N + ref(Z_i) + zbl_i`` with zbl_i = V_i/N (conservative) or
-V_i (direct), V_i = ZBL half-pair energies of i's edges as sender.
+Global quantities (pooled features, N, references, ZBL, the net direct force) are MPI-allreduced
+(:mod:`orb_md_lammps.evaluate`). Conservative models return fij = dE/dr_ij; direct models write their
+forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`orb_md_lammps.virial`).
 """
 
 from __future__ import annotations
@@ -49,26 +39,30 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 
 from ase.data import chemical_symbols
 
-QUANTUM = 1e-8  # Å, tie grid (same as orb_md.graph.knn)
+from orb_md_lammps import exchange
+from orb_md_lammps.evaluate import evaluate, write_direct_forces
+from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
+from orb_md_lammps.virial import add_to_virial
+
 ALL_ELEMENTS = list(chemical_symbols[1:119])  # H..Og: element index + 1 == Z
+MODES = ("auto", "fold", "exchange", "halo")
 
 
-class OrbLammpsError(RuntimeError):
-    """A setup problem; the message is printed by LAMMPS before it stops."""
+def _data_pointer(data) -> int:
+    """The C++ ``MLIAPData *`` of the coupling's Python object {PyObject_HEAD; MLIAPData *data}."""
+    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+    return ctypes.c_void_p.from_address(id(data) + head).value
 
 
 def _lammps_handle(data) -> Any:
     """A ``lammps.lammps`` object for the LAMMPS instance that owns ``data``.
 
-    The plain coupling exposes no atom tags, box or units. ``MLIAPDataPy`` is a Cython object
-    {PyObject_HEAD; MLIAPData *data}; MLIAPData derives from Pointers {vptr; LAMMPS *lmp; ...}.
-    The pointer read this way is verified below (atom->f from the handle must be data.f).
+    The plain coupling exposes no atom tags, box or units. MLIAPData derives from Pointers
+    {vptr; LAMMPS *lmp; ...}. The pointer read this way is verified (atom->f from the handle must be data.f).
     """
     import lammps
 
-    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-    mliap_data = ctypes.c_void_p.from_address(id(data) + head).value
-    lmp_ptr = ctypes.c_void_p.from_address(mliap_data + ctypes.sizeof(ctypes.c_void_p)).value
+    lmp_ptr = ctypes.c_void_p.from_address(_data_pointer(data) + ctypes.sizeof(ctypes.c_void_p)).value
     new_capsule = ctypes.pythonapi.PyCapsule_New
     new_capsule.restype = ctypes.py_object
     new_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
@@ -79,16 +73,6 @@ def _lammps_handle(data) -> Any:
     return lmp
 
 
-def _allreduce(comm, array: np.ndarray) -> np.ndarray:
-    if comm is None:
-        return array
-    from mpi4py import MPI
-
-    out = np.empty_like(array)
-    comm.Allreduce(np.ascontiguousarray(array), out, op=MPI.SUM)
-    return out
-
-
 class OrbMLIAPUnified(MLIAPUnified):
     """Orb-v3 for ``pair_style mliap unified``. Picklable: keeps config + state dict.
 
@@ -97,6 +81,8 @@ class OrbMLIAPUnified(MLIAPUnified):
     """
 
     def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         config = model.config
         super().__init__(
             element_types=list(element_types) if element_types else ALL_ELEMENTS,
@@ -109,7 +95,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         parameter = next(model.parameters())
         self.dtype_name = str(parameter.dtype).removeprefix("torch.")
         self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        self.mode = mode  # "auto" | "fold" | "halo" (halo on 1 rank: tests of the MPI path)
+        self.mode = mode
         self._model = None
         self._lmp = None
         self._lmp_key = None
@@ -152,7 +138,12 @@ class OrbMLIAPUnified(MLIAPUnified):
 
     # -- LAMMPS side ------------------------------------------------------------------
     def _setup(self, data):
-        key = ctypes.c_void_p.from_address(id(data) + ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)).value
+        if "kokkos" in type(data).__module__.lower():
+            raise OrbLammpsError(
+                "orb_md: the KOKKOS ML-IAP coupling (pair_style mliap/kk, -sf kk) is not supported: "
+                "run pair_style mliap unified without -k on/-sf kk"
+            )
+        key = _data_pointer(data)
         if self._lmp is None or self._lmp_key != key:
             lmp = _lammps_handle(data)
             units = lmp.extract_global("units")
@@ -166,6 +157,22 @@ class OrbMLIAPUnified(MLIAPUnified):
             self._nprocs = nprocs
         return self._lmp
 
+    def _choose_mode(self, data) -> str:
+        mode = self.mode if self.mode != "auto" else os.environ.get("ORB_MD_LAMMPS_MODE", "auto")
+        if mode not in MODES:
+            raise OrbLammpsError(f"orb_md: ORB_MD_LAMMPS_MODE must be one of {MODES}, got {mode!r}")
+        can_exchange = hasattr(data, "forward_exchange")
+        if mode == "auto":
+            return "fold" if self._nprocs == 1 else "exchange" if can_exchange else "halo"
+        if mode == "exchange" and not can_exchange:
+            raise OrbLammpsError(
+                "orb_md: exchange mode needs LAMMPS built with lammps_plugin/patches/mliap-halo-exchange.patch "
+                "(scripts/build_lammps.sh applies it)"
+            )
+        if mode == "fold" and self._nprocs > 1:
+            raise OrbLammpsError("orb_md: fold mode runs on one MPI rank only")
+        return mode
+
     def compute_forces(self, data) -> None:
         lmp = self._setup(data)
         model = self.model
@@ -175,9 +182,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         elems = np.array(data.elems[:ntotal], dtype=np.int64)
         if ntotal and elems.min() < 0:
             raise OrbLammpsError("orb_md: every atom type must be mapped to an element in pair_coeff")
-        mode = self.mode if self.mode != "auto" else _env_mode()
-        if mode == "auto":
-            mode = "halo" if self._nprocs > 1 else "fold"
+        mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
         pair_i = np.array(data.pair_i[:npairs], dtype=np.int64)
@@ -188,54 +193,47 @@ class OrbMLIAPUnified(MLIAPUnified):
         if ntotal and tags.max() <= 0:
             raise OrbLammpsError("orb_md: atom IDs are required (do not use 'atom_modify id no')")
 
-        if mode == "fold":
-            keep = pair_i < nlocal
-            owner_of_tag = np.full(int(tags.max()) + 1 if ntotal else 1, -1, dtype=np.int64)
-            owner_of_tag[tags[:nlocal]] = np.arange(nlocal)
-            owner = owner_of_tag[tags]
-            if (owner < 0).any():
-                raise OrbLammpsError("orb_md: a ghost atom without a local owner on a single rank")
-            pidx = np.nonzero(keep)[0]
-            senders, receivers = pair_i[pidx], owner[pair_j[pidx]]
-            nodes = np.arange(nlocal)
-        else:
+        if mode == "halo":
             if ntotal > nlocal and npairs and pair_i.max() < nlocal:
                 raise OrbLammpsError(
-                    "orb_md: with several MPI ranks use 'pair_style mliap unified <file> 1' (ghost neighbours) "
+                    "orb_md: halo mode needs 'pair_style mliap unified <file> 1' (ghost neighbours) "
                     "and 'comm_modify cutoff' >= 36 + 2*skin"
                 )
             pidx = np.arange(npairs)
-            senders, receivers = pair_i, pair_j
-            nodes = None
-        # k nearest per sender, decomposition-independent tie key
-        vec = rij[pidx]
-        dist = np.sqrt((vec * vec).sum(1))
-        q = np.rint(vec / QUANTUM).astype(np.int64)
-        order = np.lexsort((q[:, 2], q[:, 1], q[:, 0], tags[pair_j[pidx]], np.rint(dist / QUANTUM).astype(np.int64), senders))
-        s_sorted = senders[order]
-        starts = np.searchsorted(s_sorted, s_sorted, side="left")
-        rank_in = np.arange(order.size) - starts
-        chosen = order[rank_in < model.config.max_neighbors]
-        pidx, senders, receivers = pidx[chosen], senders[chosen], receivers[chosen]
-
-        if mode == "halo":
+        else:
+            pidx = np.nonzero(pair_i < nlocal)[0]
+        chosen = pidx[nearest_per_sender(pair_i[pidx], tags[pair_j[pidx]], rij[pidx], model.config.max_neighbors)]
+        pidx, senders, receivers = chosen, pair_i[chosen], pair_j[chosen]
+        rows = nlocal  # rows of atom->f a direct model writes
+        if mode == "fold":
+            receivers = fold_onto_owners(tags, nlocal)[receivers]
+            nodes = np.arange(nlocal)
+        elif mode == "exchange":
+            nodes = np.arange(ntotal)
+            rows = ntotal
+        else:
             layers = model.config.num_message_passing
-            depth = np.full(ntotal, layers + 1, dtype=np.int64)
-            depth[:nlocal] = 0
-            for step in range(1, layers + 1):
-                near = depth[senders] == step - 1
-                depth[receivers[near]] = np.minimum(depth[receivers[near]], step)
-                near = depth[receivers] == step - 1
-                depth[senders[near]] = np.minimum(depth[senders[near]], step)
-            edge_keep = np.minimum(depth[senders], depth[receivers]) < layers
-            pidx, senders, receivers = pidx[edge_keep], senders[edge_keep], receivers[edge_keep]
-            self._check_halo(lmp, x, nlocal, depth, layers)
+            depth = hops_from_local(senders, receivers, nlocal, ntotal, layers)
+            keep = np.minimum(depth[senders], depth[receivers]) < layers
+            pidx, senders, receivers = pidx[keep], senders[keep], receivers[keep]
+            check_halo(lmp, x, nlocal, depth <= layers, 2.0 * self.rcutfac)
             nodes = np.nonzero(depth <= layers)[0]  # local atoms first (indices < nlocal)
             remap = np.full(ntotal, -1, dtype=np.int64)
             remap[nodes] = np.arange(nodes.size)
             senders, receivers = remap[senders], remap[receivers]
 
-        result = self._evaluate(data, lmp, comm, elems[nodes], nlocal, senders, receivers, rij[pidx], x, tags)
+        z = self._z_of_elem[torch.from_numpy(elems[nodes])]
+        s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
+        if mode == "exchange":
+            def features(vectors):
+                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal)
+        else:
+            system = torch.zeros(z.shape[0], dtype=torch.long)
+
+            def features(vectors):
+                return model.model(z, vectors, s, r, system, None, None)
+
+        result = evaluate(model, comm, z, s, r, rij[pidx], nlocal, features)
         if model.conservative:
             fij = np.zeros((npairs, 3), dtype=np.float64)
             fij[pidx] = result["edge_grad"]
@@ -244,7 +242,10 @@ class OrbMLIAPUnified(MLIAPUnified):
                 # Orb is not rotation invariant: its stress is the symmetric part of
                 # -sum r (x) dE/dr, while LAMMPS reads W_xy, W_xz, W_yz of the raw fdotr sum.
                 w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
-                _apply_virial(data, comm, -0.5 * (w - w.T), x, tags)
+                add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
+        else:
+            write_direct_forces(data, lmp, comm, model, result, s, r, nlocal, rows, x, tags,
+                                1.0 / self._nprocs, self.zero_net_force)
         data.eatoms = np.ascontiguousarray(result["eatoms"], dtype=np.float64)
         data.energy = float(result["eatoms"].sum())
         self.last = {"energy": result["energy"], "mode": mode, "nodes": int(nodes.size), "edges": int(pidx.size)}
@@ -253,158 +254,7 @@ class OrbMLIAPUnified(MLIAPUnified):
             print(f"orb_md_lammps: rank {rank} mode {mode} nlocal {nlocal} ntotal {ntotal} pairs {npairs} "
                   f"graph nodes {nodes.size} edges {pidx.size} energy {result['energy']:.10f}", flush=True)
 
-    def _check_halo(self, lmp, x, nlocal, depth, layers) -> None:
-        """Every sender within `layers` hops needs its full 6 Å shell among this rank's atoms."""
-        boxlo, boxhi, _xy, _yz, _xz, periodicity, _ = lmp.extract_box()
-        sublo = np.array(lmp.extract_global("sublo"), dtype=np.float64)
-        subhi = np.array(lmp.extract_global("subhi"), dtype=np.float64)
-        ghost = x[nlocal:]
-        if ghost.shape[0] == 0:
-            return
-        inner = x[depth <= layers]
-        cut = 2.0 * self.rcutfac
-        for d in range(3):
-            if not periodicity[d] and sublo[d] <= boxlo[d] and subhi[d] >= boxhi[d]:
-                continue
-            lo, hi = ghost[:, d].min(), ghost[:, d].max()
-            lo_ok = (not periodicity[d] and sublo[d] <= boxlo[d]) or inner[:, d].min() - cut > lo
-            hi_ok = (not periodicity[d] and subhi[d] >= boxhi[d]) or inner[:, d].max() + cut < hi
-            if not (lo_ok and hi_ok):
-                raise OrbLammpsError(
-                    "orb_md: the ghost shell is too thin for 5 message-passing layers: use "
-                    "'pair_style mliap unified <file> 1' and 'comm_modify cutoff X' with X >= 36 + 2*skin Å"
-                )
-
-    def _evaluate(self, data, lmp, comm, elems, nlocal, senders, receivers, vectors_np, x, tags) -> dict:
-        model = self.model
-        dtype = next(model.parameters()).dtype
-        conservative = model.conservative
-        z = self._z_of_elem[torch.from_numpy(elems)]
-        s = torch.from_numpy(senders)
-        r = torch.from_numpy(receivers)
-        vectors = torch.from_numpy(vectors_np).to(dtype)
-        if conservative:
-            vectors.requires_grad_(True)
-        n_nodes = z.shape[0]
-        system = torch.zeros(n_nodes, dtype=torch.long)
-        with torch.set_grad_enabled(conservative):
-            h = model.model(z, vectors, s, r, system, None, None)
-            local_sum = h[:nlocal].to(torch.float64).sum(0)
-            zbl_edge, dzbl = model.pair_repulsion_fn.edge_energy_and_derivative(vectors, z[s], z[r])
-            local_edges = s < nlocal
-            zbl_atom = torch.zeros(n_nodes, dtype=torch.float64).index_add(0, s, zbl_edge.to(torch.float64))[:nlocal]
-            ref = model.heads.energy.reference.linear.weight[z[:nlocal]].to(torch.float64)
-            # global sums: pooled features, N, references, ZBL
-            packed = np.concatenate(
-                [local_sum.detach().numpy(), [float(nlocal), float(ref.sum()), float(zbl_atom.detach().sum())]]
-            )
-            total = _allreduce(comm, packed)
-            n_all = total[-3]
-            latent = local_sum.shape[0]
-            pooled = torch.tensor(total[:latent] / n_all, dtype=dtype, requires_grad=conservative)
-            head = model.heads.energy
-            with torch.enable_grad() if conservative else torch.no_grad():
-                per_atom = head.normalizer.inverse(head.mlp(pooled[None])).squeeze()
-                e_int = per_atom.to(torch.float64) * n_all
-                coeff = torch.autograd.grad(e_int, pooled)[0] / n_all if conservative else None
-            zbl_total = total[-1] / n_all if conservative else total[-1]
-            energy = float(e_int.detach()) + total[-2] + zbl_total
-            zbl_i = (zbl_atom / n_all if conservative else zbl_atom).detach().numpy()
-            eatoms = (float(e_int.detach()) / n_all) + ref.numpy() + zbl_i
-            out = {"energy": energy, "eatoms": eatoms}
-            if conservative:
-                surrogate = (h[:nlocal].sum(0) * coeff.to(h.dtype)).sum().to(torch.float64)
-                surrogate = surrogate + zbl_atom.sum() / n_all
-                grad = torch.autograd.grad(surrogate, vectors, allow_unused=True)[0]
-                grad = torch.zeros_like(vectors) if grad is None else grad
-                out["edge_grad"] = grad.detach().to(torch.float64).numpy()
-                return out
-        self._direct_forces(data, lmp, comm, model, h.detach(), nlocal, n_all, pooled, s, r, vectors, dzbl, local_edges, x, tags)
-        return out
-
-    def _direct_forces(self, data, lmp, comm, model, h, nlocal, n_all, pooled, s, r, vectors, dzbl, local_edges, x, tags):
-        boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
-        if not all(periodicity):
-            raise OrbLammpsError("orb_md: direct Orb models need a fully periodic box (use a conservative model)")
-        fhead = model.heads.forces
-        forces = fhead.normalizer.inverse(fhead.mlp(h[:nlocal])).to(torch.float64)
-        stats = np.concatenate([forces.sum(0).numpy()])
-        mean = _allreduce(comm, stats) / n_all
-        forces = forces - torch.from_numpy(mean)
-        if not self.zero_net_force:
-            forces = forces + fhead.normalizer.bn.running_mean.to(torch.float64)
-        length = torch.linalg.vector_norm(vectors, dim=1)
-        edge_force = ((-dzbl / length)[:, None] * vectors).to(torch.float64)  # on the receiver
-        n_nodes = h.shape[0]
-        zbl_f = torch.zeros(n_nodes, 3, dtype=torch.float64).index_add(0, r, edge_force).index_add(0, s, -edge_force)
-        forces = (forces + zbl_f[:nlocal]).numpy()
-        f = data.f
-        f[:nlocal] += forces
-        # virial: LAMMPS W = sum x (x) f (fdotr) must equal -V * sigma_model
-        lx, ly, lz = (boxhi[0] - boxlo[0], boxhi[1] - boxlo[1], boxhi[2] - boxlo[2])
-        volume = lx * ly * lz
-        sh = model.heads.stress(pooled[None].detach())[0].to(torch.float64).numpy()
-        sigma = np.array([[sh[0], sh[5], sh[4]], [sh[5], sh[1], sh[3]], [sh[4], sh[3], sh[2]]])
-        ev = (vectors.detach().to(torch.float64)[local_edges, :, None] * edge_force[local_edges, None, :]).sum(0).numpy()
-        target = -volume * sigma / (self._nprocs) + 0.5 * (ev + ev.T)
-        current = x[:nlocal].T @ forces
-        _apply_virial(data, comm, target - current, x, tags)
-
-
-def _apply_virial(data, comm, delta_local: np.ndarray, x: np.ndarray, tags: np.ndarray) -> None:
-    """Add sum_ranks delta_local to LAMMPS's fdotr virial (W_ab = sum x_a f_b).
-
-    Equal and opposite forces +g/-g on two periodic copies p, q of one atom (same tag, so
-    both reach the same owner: net force 0) add (x_p - x_q) (x) g to the virial. One rank
-    that holds three independent such separations applies the whole (allreduced) delta.
-    """
-    delta = _allreduce(comm, np.ascontiguousarray(delta_local, dtype=np.float64).reshape(-1)).reshape(3, 3)
-    pairs = _image_pairs(x, tags)
-    rank = 0 if comm is None else comm.Get_rank()
-    able = rank if pairs is not None else 1 << 30
-    if comm is not None:
-        from mpi4py import MPI
-
-        able = comm.allreduce(able, op=MPI.MIN)
-    if able >= 1 << 30:
-        raise OrbLammpsError("orb_md: no rank holds three periodic copies of an atom to carry the virial correction")
-    if rank == able:
-        (p, q), lattice = pairs
-        g = np.linalg.solve(lattice.T, delta)  # rows g_k: sum_k L_k (x) g_k = delta
-        f = data.f
-        for k in range(3):
-            f[p[k]] += g[k]
-            f[q[k]] -= g[k]
-
-
-def _image_pairs(x: np.ndarray, tags: np.ndarray):
-    """Three (p, q) atom pairs with equal tags whose separations L_k = x_p - x_q are independent."""
-    order = np.argsort(tags, kind="stable")
-    st = tags[order]
-    same = np.nonzero(st[1:] == st[:-1])[0]
-    if same.size == 0:
-        return None
-    p_all, q_all = order[same + 1], order[same]
-    sep = x[p_all] - x[q_all]
-    _, first = np.unique(np.rint(sep * 1e3).astype(np.int64), axis=0, return_index=True)
-    p_all, q_all, sep = p_all[first], q_all[first], sep[first]
-    chosen: list[int] = []
-    basis = np.zeros((0, 3))
-    # prefer short, well-conditioned separations
-    for idx in np.argsort(np.linalg.norm(sep, axis=1)):
-        trial = np.vstack([basis, sep[idx]])
-        if np.linalg.matrix_rank(trial, tol=1e-6 * max(1.0, np.abs(trial).max())) == trial.shape[0]:
-            basis = trial
-            chosen.append(int(idx))
-            if len(chosen) == 3:
-                return (p_all[chosen], q_all[chosen]), basis
-    return None
-
 
 def make_unified(model, element_types: list[str] | None = None, mode: str = "auto") -> OrbMLIAPUnified:
     """The object to ``torch.save`` (or ``lammps.mliap.load_unified``) for a loaded OrbModel."""
     return OrbMLIAPUnified(model, element_types=element_types, mode=mode)
-
-
-def _env_mode() -> str:
-    return os.environ.get("ORB_MD_LAMMPS_MODE", "auto")

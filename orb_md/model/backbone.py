@@ -70,6 +70,20 @@ class AttentionInteraction(nn.Module):
         proj = self._cond_node_proj
         if proj is not None and condition is not None:
             nodes = nodes + proj(condition)
+        sent, received, updated = self.messages(nodes, edges, senders, receivers, envelope)
+        return self.update_nodes(nodes, received, sent), updated
+
+    def messages(
+        self,
+        nodes: torch.Tensor,
+        edges: List[torch.Tensor],
+        senders: List[torch.Tensor],
+        receivers: List[torch.Tensor],
+        envelope: List[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """(sent, received, updated edges): the edge update and its gated messages summed per sender and per
+        receiver, as (N, latent) rows. The two halves of a layer are separate so that an engine can exchange
+        the rows of atoms owned by other processes in between (orb_md_lammps)."""
         node_parts = self._edge_mlp.node_parts(nodes)
         attn_weight = torch.cat([self._send_attn.weight, self._receive_attn.weight])
         attn_bias = torch.cat([self._send_attn.bias, self._receive_attn.bias])
@@ -87,8 +101,11 @@ class AttentionInteraction(nn.Module):
                 updated.append(e + new)
             else:
                 updated.append(e.add_(new))
-        new_nodes = self._node_mlp(torch.cat([nodes, received, sent], dim=1))
-        return nodes + new_nodes, updated
+        return sent, received, updated
+
+    def update_nodes(self, nodes: torch.Tensor, received: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
+        """Residual node update from the summed messages."""
+        return nodes + self._node_mlp(torch.cat([nodes, received, sent], dim=1))
 
 
 class Decoder(nn.Module):
@@ -141,6 +158,25 @@ class GraphNetwork(nn.Module):
         spin: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """Final node features, shape (N, latent_dim)."""
+        nodes, edges, sender_chunks, receiver_chunks, gates, condition = self.encode(
+            atomic_numbers, vectors, senders, receivers, system_index, total_charge, spin
+        )
+        for layer in self.gnn_stacks:
+            nodes, edges = layer(nodes, edges, sender_chunks, receiver_chunks, gates, condition)
+        return nodes
+
+    def encode(
+        self,
+        atomic_numbers: torch.Tensor,
+        vectors: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+        system_index: torch.Tensor,
+        total_charge: Optional[torch.Tensor],
+        spin: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor], List[torch.Tensor], List[torch.Tensor], Optional[torch.Tensor]]:
+        """Encoded (nodes, edge chunks, sender chunks, receiver chunks, envelope chunks, condition): the input
+        of the first message-passing layer."""
         condition: Optional[torch.Tensor] = None
         conditioner = self.conditioner
         if conditioner is not None:
@@ -169,6 +205,4 @@ class GraphNetwork(nn.Module):
             gates.append(envelope_chunks[i][:, None])
         sender_chunks, receiver_chunks = list(senders.split(chunk)), list(receivers.split(chunk))
         nodes = self._encoder._node_fn(self.atom_emb(atomic_numbers))
-        for layer in self.gnn_stacks:
-            nodes, edges = layer(nodes, edges, sender_chunks, receiver_chunks, gates, condition)
-        return nodes
+        return nodes, edges, sender_chunks, receiver_chunks, gates, condition
