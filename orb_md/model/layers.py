@@ -134,9 +134,13 @@ def add_segments(out: torch.Tensor, values: torch.Tensor, index: torch.Tensor) -
 
 
 def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Sum rows of ``values`` that share an ``index``."""
-    shape = [num_segments] + list(values.shape[1:])
-    return add_segments(torch.zeros(shape, dtype=values.dtype, device=values.device), values, index)
+    """Sum rows of ``values`` that share an ``index``.
+
+    The sums go to a buffer with one spare row: torch 2.9.1's inductor fuses a scatter into a one-row buffer
+    with a later gather from it (``mean[system_index]``) and reads the row before the sum is complete, which
+    gave wrong direct forces for single systems under torch.compile (tests/test_compile.py)."""
+    shape = [num_segments + 1] + list(values.shape[1:])
+    return add_segments(torch.zeros(shape, dtype=values.dtype, device=values.device), values, index)[:num_segments]
 
 
 def segment_mean(
