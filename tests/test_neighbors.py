@@ -10,10 +10,12 @@ from ase.neighborlist import primitive_neighbor_list
 from orb_md.errors import InputError
 from orb_md.graph import NeighborList, VerletNeighborList, neighbor_list
 from orb_md.graph.native import native_available
+from orb_md.graph.nvalchemi_search import nvalchemi_available
 from orb_md.graph.vesin_search import vesin_available
 
 BACKENDS = (
     ["brute_force", "cell_list"] + (["vesin"] if vesin_available() else []) + (["native"] if native_available() else [])
+    + (["nvalchemi"] if nvalchemi_available() else [])  # eager only; its own checks: test_nvalchemi.py
 )
 CUTOFF = 6.0
 
