@@ -64,9 +64,9 @@ def dataset_path(cache: Path, seed: int) -> Path:
     return cache / f"demo-data-v{reference_data.DATA_VERSION}-seed{seed}.extxyz"
 
 
-def demo_dataset(cache: Path, seed: int = 0) -> list[ase.Atoms]:
-    """The demo training set, generated (minutes) or read from ``cache``."""
-    return _cached(dataset_path(cache, seed), lambda: reference_data.generate(seed))
+def demo_dataset(cache: Path, seed: int = 0, processes: int = 1) -> list[ase.Atoms]:
+    """The demo training set, generated (minutes, by up to ``processes`` processes) or read from ``cache``."""
+    return _cached(dataset_path(cache, seed), lambda: reference_data.generate(seed, processes))
 
 
 def bio_dataset(cache: Path, seed: int = 0) -> list[ase.Atoms]:
@@ -113,7 +113,7 @@ def train_demo(
     with a JSON sidecar of metrics."""
     torch.set_num_threads(threads)
     start, cpu_start = time.perf_counter(), time.process_time()
-    structures = demo_dataset(cache, training.seed)
+    structures = demo_dataset(cache, training.seed, processes=threads)
     data_s = time.perf_counter() - start
     train_set, validation_set = split(structures, training.seed)
     with torch.random.fork_rng(devices=[]):

@@ -18,7 +18,10 @@ generator. :func:`write_dataset` stores them as extxyz.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import importlib.resources
+import multiprocessing
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,9 +343,17 @@ def peptide_clusters(seed: int = 0, frames_per_temperature: int = 25) -> list[as
     return out
 
 
-def generate(seed: int = 0) -> list[ase.Atoms]:
-    """The whole demo training set: metals (EMT) and water/peptide (amber14/TIP3P)."""
-    return metal_structures(seed) + water_boxes(seed) + peptide_clusters(seed)
+def generate(seed: int = 0, processes: int = 1) -> list[ase.Atoms]:
+    """The whole demo training set: metals (EMT), water and peptide clusters (amber14/TIP3P). The three
+    families draw from their own seeded generators, so ``processes`` > 1 builds them side by side in fresh
+    processes with the same result."""
+    families = [functools.partial(family, seed) for family in (metal_structures, water_boxes, peptide_clusters)]
+    if processes <= 1:
+        return [atoms for family in families for atoms in family()]
+    context = multiprocessing.get_context("spawn")  # no forked copies of torch's or OpenMM's thread pools
+    with concurrent.futures.ProcessPoolExecutor(min(processes, len(families)), mp_context=context) as pool:
+        futures = [pool.submit(family) for family in families]
+        return [atoms for future in futures for atoms in future.result()]
 
 
 def write_dataset(structures: list[ase.Atoms], path: str | Path) -> None:
