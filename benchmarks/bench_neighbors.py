@@ -6,7 +6,8 @@ Systems: random positions at water number density (0.1 atoms/Å³, cubic) and ra
 Cutoff 6 Å, k = 20. Each (system, method) runs in a fresh subprocess so the peak resident memory (ru_maxrss minus
 the level after building the inputs and loading the backend) belongs to that method alone. "first" is the first
 call in that process (Warp loads its cached kernels then); ``nvalchemi_cold`` runs nvalchemi with an empty Warp
-kernel cache, so its first call includes the JIT compilation.
+kernel cache, so its first call includes the JIT compilation. ``fixed_capacity`` is the static-shape graph of
+orb_md.graph.fixed_capacity (the CUDA-graph form, N·k padded edges; built once, outside the timing; one system only).
 Ratios are ASE time / ours and orb time / ours for the fastest orb_md backend (">1" = orb_md faster), and each
 orb_md backend's time / the CPU default's (``native``, what choose_backend picks) measured in the same run.
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 CUTOFF, K = 6.0, 20
-OURS = ("native", "brute_force", "cell_list", "vesin", "vesin_torchsel", "nvalchemi", "nvalchemi_cold")
+OURS = ("native", "brute_force", "cell_list", "vesin", "vesin_torchsel", "nvalchemi", "nvalchemi_cold", "fixed_capacity")
 DEFAULT = "native"  # choose_backend's pick on the CPU
 # native: the compiled cell list + selection (the CPU default); vesin: vesin search + compiled selection;
 # vesin_torchsel: vesin search + the pure-torch k-NN selection (ORB_MD_NATIVE_KNN=0), i.e. the TorchScript/CUDA path
@@ -78,7 +79,19 @@ def run_one(kind: str, n_atoms: int, method: str, repeats: int) -> dict:
     pbc = torch.tensor(np.stack([a.pbc for a in systems]))
     system_index = torch.repeat_interleave(torch.arange(len(systems)), torch.tensor([len(a) for a in systems]))
     start = time.perf_counter()
-    if method in OURS:
+    if method == "fixed_capacity":
+        from orb_md.graph.fixed_capacity import FixedCapacityNeighborList
+
+        if len(systems) != 1:
+            raise SystemExit("fixed_capacity builds the graph of one system")
+        module = FixedCapacityNeighborList(positions.shape[0], CUTOFF, K, cell=cell[0], raise_on_overflow=False)
+
+        def call():
+            senders, _, _, overflow = module(positions, cell)
+            if int(overflow) != 0:
+                raise SystemExit(f"fixed_capacity overflow {int(overflow)}: {module.layout}")
+            return senders.shape[0]
+    elif method in OURS:
         from orb_md.graph import native, neighbor_list
         from orb_md.graph.nvalchemi_search import nvalchemi_available
 

@@ -70,11 +70,10 @@ def make_wrapper(
     periodic: bool,
     charge: float = 0,
     multiplicity: float = 1,
-    check_finite: bool = True,
 ) -> torch.nn.Module:
     """The eager TorchForce-style wrapper: energy+forces for direct models, energy only for conservative ones."""
     total_charge, spin = charge_spin(model, charge, multiplicity)
     if atoms is not None and len(atoms) != len(atomic_numbers):
         raise ValueError(f"{len(atoms)} ML atoms but {len(atomic_numbers)} atomic numbers")
-    evaluator = OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin, check_finite)
+    evaluator = OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin)
     return EnergyForcesModule(evaluator) if model.config.kind == "direct" else EnergyModule(evaluator)

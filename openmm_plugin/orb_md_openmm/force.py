@@ -7,15 +7,17 @@ from pathlib import Path
 
 import openmm
 import openmm.app
+import openmm.unit
 import torch
 
 # isort: split
 # openmmtorch links libnvrtc & co. that only `import torch` (CUDA wheels) puts on the loader path.
 from openmmtorch import TorchForce
 
-from orb_md_openmm.common import make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers
+from orb_md_openmm.common import charge_spin, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers
+from orb_md_openmm.module import CapturableOrbEvaluator, EnergyForcesModule, EnergyModule
 
-__all__ = ["build_module", "create_torch_force", "topology_atomic_numbers"]
+__all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]
 
 
 def _load_torch_kernels() -> None:
@@ -43,10 +45,29 @@ def build_module(
     periodic: bool,
     charge: int = 0,
     multiplicity: int = 1,
-    check_finite: bool = True,
 ) -> torch.jit.ScriptModule:
     """Script the TorchForce module: energy+forces for direct models, energy only for conservative ones."""
-    return torch.jit.script(make_wrapper(model, atomic_numbers, atoms, periodic, charge, multiplicity, check_finite))
+    return torch.jit.script(make_wrapper(model, atomic_numbers, atoms, periodic, charge, multiplicity))
+
+
+def build_capturable_module(
+    model: torch.nn.Module,
+    atomic_numbers: list[int],
+    atoms: list[int] | None,
+    box: torch.Tensor | None,
+    charge: int = 0,
+    multiplicity: int = 1,
+    bin_capacity: int = 0,
+    candidate_capacity: int = 0,
+) -> torch.jit.ScriptModule:
+    """Script the CUDA-graph-ready TorchForce module (:class:`CapturableOrbEvaluator`; ``box`` (3,3) Å or None)."""
+    total_charge, spin = charge_spin(model, charge, multiplicity)
+    if atoms is not None and len(atoms) != len(atomic_numbers):
+        raise ValueError(f"{len(atoms)} ML atoms but {len(atomic_numbers)} atomic numbers")
+    evaluator = CapturableOrbEvaluator(
+        model.eval(), atomic_numbers, atoms, box, total_charge, spin, bin_capacity, candidate_capacity
+    )
+    return torch.jit.script(EnergyForcesModule(evaluator) if model.config.kind == "direct" else EnergyModule(evaluator))
 
 
 def create_torch_force(
@@ -59,6 +80,8 @@ def create_torch_force(
     multiplicity: int = 1,
     cuda_graphs: bool = False,
     architecture: str | None = None,
+    bin_capacity: int = 0,
+    candidate_capacity: int = 0,
 ) -> TorchForce:
     """A TorchForce for ``model`` (a released name, checkpoint path or OrbModel) on ``atoms`` of ``topology``.
 
@@ -66,11 +89,30 @@ def create_torch_force(
     ``precision`` ("float32-high", "float32-highest" or "float64", see :mod:`orb_md.precision`)
     applies to a loaded model only. The module casts OpenMM's positions to the model's dtype and
     its forces back, so any model dtype runs on single, mixed and double platforms; the accuracy
-    is that of the model's dtype. With ``cuda_graphs`` the per-step NaN check (a host sync) is off.
+    is that of the model's dtype.
+
+    ``cuda_graphs``: openmm-torch captures the module in a CUDA graph (``useCUDAGraphs``), so the module is
+    :class:`orb_md_openmm.module.CapturableOrbEvaluator`: a padded graph of fixed capacities sized for the number
+    of ML atoms and the topology's box, no host synchronisation, the same energy and forces. A capacity it
+    overflows (a crowded cell-list bin: ``bin_capacity``; a sender with too many candidates: ``candidate_capacity``;
+    a box shrunk by more than 10 %) turns energy and forces into NaN, so the positions become NaN and OpenMM stops
+    with "Particle coordinate is NaN" when it next checks them (the CPU platform at the next step; Reference carries
+    on with NaN): raise the capacity (defaults and their measured margins: ``orb_md.graph.fixed_capacity``) or build
+    the force for the new box.
     """
     periodic = resolve_periodic(topology, periodic)
     model = resolve_model(model, precision, architecture)
-    module = build_module(model, topology_atomic_numbers(topology, atoms), atoms, periodic, charge, multiplicity, not cuda_graphs)
+    numbers = topology_atomic_numbers(topology, atoms)
+    if cuda_graphs:
+        box = None
+        if periodic:
+            vectors = topology.getPeriodicBoxVectors().value_in_unit(openmm.unit.angstrom)
+            box = torch.tensor([[v[0], v[1], v[2]] for v in vectors], dtype=torch.float64)
+        module = build_capturable_module(model, numbers, atoms, box, charge, multiplicity, bin_capacity, candidate_capacity)
+    elif bin_capacity or candidate_capacity:
+        raise ValueError("bin_capacity and candidate_capacity size the fixed-capacity graph of cuda_graphs=True")
+    else:
+        module = build_module(model, numbers, atoms, periodic, charge, multiplicity)
     force = TorchForce(module, {"useCUDAGraphs": "true" if cuda_graphs else "false"})
     force.setOutputsForces(model.config.kind == "direct")
     force.setUsesPeriodicBoundaryConditions(periodic)

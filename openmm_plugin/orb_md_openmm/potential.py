@@ -44,7 +44,9 @@ class OrbMDPotentialImpl(MLPotentialImpl):
     - ``precision``: "float32-high" (default), "float32-highest", "float64" (loaded models only).
     - ``periodic``: default = topology has a box (or the System is periodic); True without a box is an error.
     - ``charge`` (total charge in e, OMol models only, default 0), ``multiplicity`` (2S+1, OMol only, default 1).
-    - ``cudaGraphs`` (bool, default False, torchforce only), ``device`` (pythonforce only; default: the model's).
+    - ``cudaGraphs`` (bool, default False, torchforce only): a CUDA-graph-ready module with a fixed-capacity graph;
+      ``binCapacity`` and ``candidateCapacity`` (int, 0: defaults) raise its capacities (see
+      :func:`orb_md_openmm.force.create_torch_force`). ``device`` (pythonforce only; default: the model's).
     """
 
     def __init__(self, model: str):
@@ -63,6 +65,8 @@ class OrbMDPotentialImpl(MLPotentialImpl):
         charge: int = 0,
         multiplicity: int = 1,
         cudaGraphs: bool = False,
+        binCapacity: int = 0,
+        candidateCapacity: int = 0,
         device=None,
         **args,
     ) -> None:
@@ -94,8 +98,13 @@ class OrbMDPotentialImpl(MLPotentialImpl):
                     f"openmm-torch cannot be loaded ({err}); use createSystem(..., implementation='pythonforce') "
                     "for OpenMM's PythonForce fallback"
                 ) from err
-            force = create_torch_force(source, topology, cuda_graphs=cudaGraphs, **options)
+            force = create_torch_force(
+                source, topology, cuda_graphs=cudaGraphs, bin_capacity=binCapacity, candidate_capacity=candidateCapacity,
+                **options,
+            )
         else:
+            if binCapacity or candidateCapacity:
+                raise ValueError("binCapacity and candidateCapacity apply to implementation='torchforce' with cudaGraphs=True")
             from orb_md_openmm.python_force import create_python_force
 
             force = create_python_force(source, topology, device=device, **options)

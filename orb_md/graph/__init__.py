@@ -4,7 +4,9 @@ Public API:
 
 - :func:`neighbor_list` — one call, validated, adaptive backend choice;
 - :class:`NeighborList` — the same as a TorchScript-able ``torch.nn.Module``;
-- :class:`VerletNeighborList` — Verlet-skin reuse for MD, identical results to a fresh build.
+- :class:`VerletNeighborList` — Verlet-skin reuse for MD, identical results to a fresh build;
+- :class:`FixedCapacityNeighborList` — one system's graph padded to static shapes, without host synchronisation
+  (CUDA graphs, ``torch.compile(fullgraph=True)``); capacity overflows are flagged, never silent.
 
 Edge vectors are v = positions[receivers] − positions[senders] + unit_shifts @ cell[system]; periodic
 self-images (i→i with non-zero shift) are edges, i→i with zero shift is not. Edges are grouped by sender and
@@ -16,13 +18,17 @@ import torch
 
 from orb_md.errors import InputError
 from orb_md.graph.backends import BACKENDS, choose_backend, make_search
+from orb_md.graph.fixed_capacity import FixedCapacityNeighborList
 from orb_md.graph.knn import DISTANCE_QUANTUM, select_neighbors
 from orb_md.graph.module import SEARCH_MARGIN, NeighborList
 from orb_md.graph.native import knn_graph, native_available
 from orb_md.graph.validation import input_problem
 from orb_md.graph.verlet import VerletNeighborList
 
-__all__ = ["BACKENDS", "DISTANCE_QUANTUM", "NeighborList", "VerletNeighborList", "choose_backend", "neighbor_list"]
+__all__ = [
+    "BACKENDS", "DISTANCE_QUANTUM", "FixedCapacityNeighborList", "NeighborList", "VerletNeighborList", "choose_backend",
+    "neighbor_list",
+]
 
 
 def neighbor_list(

@@ -50,3 +50,14 @@ def lattice_translations(cell: torch.Tensor, shifts: torch.Tensor, system_index:
         + s[:, 1:2] * cell[:, 1][system_index]
         + s[:, 2:3] * cell[:, 2][system_index]
     )
+
+
+def inverse_cell(cell: torch.Tensor) -> torch.Tensor:
+    """Inverse of a (3,3) cell by cross products: column i is reciprocal vector i (fractional = position @ inverse).
+
+    No LAPACK call, hence no host synchronisation on CUDA (``torch.linalg.inv`` checks its result on the host).
+    A singular cell gives inf/NaN entries."""
+    a, b, c = cell[0], cell[1], cell[2]
+    bc, ca, ab = torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)
+    volume = torch.dot(a, bc)
+    return torch.stack([bc, ca, ab], dim=1) / volume

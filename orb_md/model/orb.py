@@ -47,9 +47,28 @@ def remove_net_torque(
     eye = torch.eye(3, dtype=forces.dtype, device=forces.device)
     m = outer - trace[:, None, None] * eye
     solved, info = torch.linalg.solve_ex(m, -torque)
-    fallback = torch.bmm(torch.linalg.pinv(m), -torque[:, :, None]).squeeze(-1)
+    fallback = torch.bmm(singular_pseudo_inverse(m), -torque[:, :, None]).squeeze(-1)
     mu = torch.where((info == 0)[:, None], solved, fallback)
     return forces + torch.linalg.cross(r, mu[system_index])
+
+
+def singular_pseudo_inverse(m: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse of m = S - tr(S) I (S = sum r r^T), used where m is singular.
+
+    On the CPU torch.linalg.pinv. Elsewhere pinv (an SVD) synchronises with the host, which a captured CUDA
+    graph cannot do, so the closed form is used: m is singular only when S = s u u^T has rank <= 1 (one atom,
+    collinear atoms), and then m = -s (I - u u^T), whose pseudo-inverse is m / s^2 with s = -tr(m) / 2 (0 if m = 0).
+    """
+    if m.device.type == "cpu":
+        return torch.linalg.pinv(m)
+    return collinear_pseudo_inverse(m)
+
+
+def collinear_pseudo_inverse(m: torch.Tensor) -> torch.Tensor:
+    """m / s^2 with s = -tr(m) / 2 (0 where s = 0): the pseudo-inverse of m = -s (I - u u^T), |u| = 1."""
+    s = -0.5 * m.diagonal(dim1=1, dim2=2).sum(-1)
+    s2 = s * s
+    return m / torch.where(s2 > 0, s2, torch.ones_like(s2))[:, None, None]
 
 
 def voigt(tensor: torch.Tensor) -> torch.Tensor:
