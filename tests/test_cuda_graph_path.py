@@ -10,14 +10,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from tests.conftest import shared_data
 
 from orb_md import build_model
 from orb_md.graph.fixed_capacity import FixedCapacityNeighborList
@@ -27,15 +23,13 @@ openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmtorch")
 
 import openmm.app as app  # noqa: E402
-import openmm.unit as unit  # noqa: E402
 from openmmml import MLPotential  # noqa: E402
 
 from orb_md_openmm.force import create_torch_force  # noqa: E402
 from orb_md_openmm.module import CapturableOrbEvaluator, OrbEvaluator  # noqa: E402
+from tests.openmm_systems import ca2_fragment, energy_forces, one_force_context, water  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
-KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
 def tiny(name: str):
@@ -117,62 +111,28 @@ def test_singular_torque_matrix_closed_form_equals_pinv() -> None:
 # ---- real OpenMM ---------------------------------------------------------------------------------
 
 
-def _water(size_nm: float) -> app.Modeller:
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(app.ForceField("amber14/tip3p.xml"), boxSize=openmm.Vec3(size_nm, size_nm, size_nm) * unit.nanometer)
-    return modeller
-
-
 @pytest.fixture(scope="module")
 def water_box() -> app.Modeller:
-    """45 TIP3P atoms in a 0.8 nm periodic cube (brute force over images)."""
-    return _water(0.8)
+    """45 TIP3P atoms in a 0.8 nm periodic cube (brute force over images: cell too small for 3 bins)."""
+    return water(0.8)
 
 
 @pytest.fixture(scope="module")
 def large_water_box() -> app.Modeller:
     """About 1040 TIP3P atoms in a 2.2 nm periodic cube (the cell list, 3 bins per axis)."""
-    return _water(2.2)
+    return water(2.2)
 
 
 @pytest.fixture(scope="module")
 def fragment() -> app.Modeller:
-    """CA II residues 94-96 (His94, His96, Zn, protonated), no solvent, non-periodic."""
-    pdb = shared_data("structures/3ks3.pdb")
-    sys.path.insert(0, str(ROOT / "examples" / "carbonic_anhydrase"))
-    try:
-        import prepare
-    finally:
-        sys.path.pop(0)
-    prepared = prepare.prepare(str(pdb), residues=(94, 96), shell_nm=0.0)
-    modeller = app.Modeller(prepared.topology, prepared.positions)
-    modeller.delete([r for r in modeller.topology.residues() if r.name in ("HOH", "NA", "CL")])
-    modeller.topology.setPeriodicBoxVectors(None)
-    return modeller
-
-
-def _context(force: openmm.Force, modeller: app.Modeller) -> openmm.Context:
-    system = openmm.System()
-    for atom in modeller.topology.atoms():
-        system.addParticle(atom.element.mass)
-    if modeller.topology.getPeriodicBoxVectors() is not None:
-        system.setDefaultPeriodicBoxVectors(*modeller.topology.getPeriodicBoxVectors())
-    system.addForce(force)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(modeller.positions)
-    return context
-
-
-def _energy_forces(context: openmm.Context) -> tuple[float, np.ndarray]:
-    state = context.getState(getEnergy=True, getForces=True)
-    return state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole), state.getForces(asNumpy=True).value_in_unit(KJ_NM)
+    return ca2_fragment()
 
 
 def _assert_same(modeller: app.Modeller, name: str, **options) -> None:
     model = tiny(name)
-    want = _energy_forces(_context(create_torch_force(model, modeller.topology, **options), modeller))
+    want = energy_forces(one_force_context(create_torch_force(model, modeller.topology, **options), modeller))
     force = create_torch_force(model, modeller.topology, cuda_graphs=True, **options)
-    got = _energy_forces(_context(force, modeller))
+    got = energy_forces(one_force_context(force, modeller))
     assert got[0] == pytest.approx(want[0], rel=1e-10, abs=0.0)
     np.testing.assert_allclose(got[1], want[1], rtol=0.0, atol=1e-10 * np.abs(want[1]).max())
 
@@ -194,13 +154,13 @@ def test_cell_list_water_box_same_as_default_module(large_water_box: app.Modelle
 
 def test_overflow_turns_energy_and_forces_into_nan(water_box: app.Modeller, large_water_box: app.Modeller) -> None:
     model = tiny("orb-v3-conservative-20-omat")
-    crowded = _context(create_torch_force(model, large_water_box.topology, cuda_graphs=True, bin_capacity=20), large_water_box)
-    energy, forces = _energy_forces(crowded)
+    crowded = one_force_context(create_torch_force(model, large_water_box.topology, cuda_graphs=True, bin_capacity=20), large_water_box)
+    energy, forces = energy_forces(crowded)
     assert np.isnan(energy) and np.isnan(forces).all()
-    context = _context(create_torch_force(model, water_box.topology, cuda_graphs=True), water_box)
-    assert np.isfinite(_energy_forces(context)[0])
+    context = one_force_context(create_torch_force(model, water_box.topology, cuda_graphs=True), water_box)
+    assert np.isfinite(energy_forces(context)[0])
     context.setPeriodicBoxVectors(*(openmm.Vec3(*row) * 0.55 for row in np.eye(3)))  # nm: below the 0.6 nm it allows
-    energy, forces = _energy_forces(context)
+    energy, forces = energy_forces(context)
     assert np.isnan(energy) and np.isnan(forces).all()
 
 
@@ -213,6 +173,6 @@ def test_capacities_are_options_of_the_cuda_graph_path(water_box: app.Modeller, 
     assert 'value="true"' in openmm.XmlSerializer.serialize(system)  # useCUDAGraphs
     context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(large_water_box.positions)
-    assert np.isnan(_energy_forces(context)[0])  # 20 atoms per bin are too few: the option reached the graph
+    assert np.isnan(energy_forces(context)[0])  # 20 atoms per bin are too few: the option reached the graph
     with pytest.raises(ValueError, match="apply to implementation='torchforce' with cudaGraphs=True"):
         potential.createSystem(water_box.topology, model=model, implementation="pythonforce", binCapacity=100)

@@ -16,30 +16,15 @@ from orb_md import build_model  # noqa: E402
 from orb_md.graph import neighbor_list  # noqa: E402
 from orb_md_openmm.force import build_module, create_torch_force  # noqa: E402
 from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
+from tests.openmm_systems import energy_forces, one_force_context, water  # noqa: E402
 
 SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
 
 
 @pytest.fixture(scope="module")
 def water_box() -> app.Modeller:
-    """About 50 TIP3P atoms in a 0.8 nm periodic cube."""
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(app.ForceField("amber14/tip3p.xml"), boxSize=openmm.Vec3(0.8, 0.8, 0.8) * unit.nanometer)
-    return modeller
-
-
-def _openmm(force: openmm.Force, modeller: app.Modeller, platform: str) -> tuple[float, np.ndarray]:
-    system = openmm.System()
-    for atom in modeller.topology.atoms():
-        system.addParticle(atom.element.mass)
-    if modeller.topology.getPeriodicBoxVectors() is not None:
-        system.setDefaultPeriodicBoxVectors(*modeller.topology.getPeriodicBoxVectors())
-    system.addForce(force)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
-    context.setPositions(modeller.positions)
-    state = context.getState(getEnergy=True, getForces=True)
-    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    return energy, state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    """45 TIP3P atoms in a 0.8 nm periodic cube."""
+    return water(0.8)
 
 
 def _reference(model, modeller: app.Modeller, atoms: list[int], periodic: bool) -> tuple[float, np.ndarray]:
@@ -65,7 +50,7 @@ def test_torchforce_matches_model(water_box: app.Modeller, name: str, periodic: 
     energy, forces = _reference(model, water_box, atoms, periodic)
     for platform in ("Reference", "CPU"):
         force = create_torch_force(model, water_box.topology, atoms=atoms if subset else None, periodic=periodic)
-        got_energy, got_forces = _openmm(force, water_box, platform)
+        got_energy, got_forces = energy_forces(one_force_context(force, water_box, platform))
         assert got_energy == pytest.approx(energy, rel=1e-8)
         np.testing.assert_allclose(got_forces, forces, rtol=1e-8, atol=1e-8 * np.abs(forces).max())
 

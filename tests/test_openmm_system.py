@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import shared_data
 
 openmm = pytest.importorskip("openmm")
 torch = pytest.importorskip("torch")
@@ -36,8 +35,8 @@ from orb_md.errors import InputError  # noqa: E402
 from orb_md_openmm.force import create_torch_force  # noqa: E402
 from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
 from orb_md_openmm.serialization import deserialize  # noqa: E402
+from tests.openmm_systems import ca2_fragment, water  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 
@@ -49,25 +48,12 @@ def tiny(name: str, dtype: torch.dtype = torch.float64):
 @pytest.fixture(scope="module")
 def water_box() -> app.Modeller:
     """45 TIP3P atoms in a 0.8 nm periodic cube."""
-    modeller = app.Modeller(app.Topology(), [])
-    modeller.addSolvent(app.ForceField("amber14/tip3p.xml"), boxSize=openmm.Vec3(0.8, 0.8, 0.8) * unit.nanometer)
-    return modeller
+    return water(0.8)
 
 
 @pytest.fixture(scope="module")
 def fragment() -> app.Modeller:
-    """CA II residues 94-96 (His94, His96, Zn, protonated), no solvent, non-periodic."""
-    pdb = shared_data("structures/3ks3.pdb")
-    sys.path.insert(0, str(ROOT / "examples" / "carbonic_anhydrase"))
-    try:
-        import prepare
-    finally:
-        sys.path.pop(0)
-    prepared = prepare.prepare(str(pdb), residues=(94, 96), shell_nm=0.0)
-    modeller = app.Modeller(prepared.topology, prepared.positions)
-    modeller.delete([r for r in modeller.topology.residues() if r.name in ("HOH", "NA", "CL")])
-    modeller.topology.setPeriodicBoxVectors(None)
-    return modeller
+    return ca2_fragment()
 
 
 def _energy_forces(system: openmm.System, positions, platform: str = "Reference", groups: int = -1, box=None):
