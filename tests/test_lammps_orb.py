@@ -216,18 +216,21 @@ def test_parity_with_ase(tmp_path, structures, arch):
 HALO_EXTRA = "neighbor 1.0 bin\ncomm_modify cutoff 38.5\n"  # halo mode: ghosts to 36 Å + 2 * skin
 
 
-@pytest.fixture(scope="module")
-def mpi_case(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mpi")
-    atoms = sparse_gas()
+def reference_cases(tmp: Path, atoms: ase.Atoms, archs: tuple[str, ...]) -> dict:
+    """Per architecture (latent 8, MLP 16): (folder, data file, elements, model file, ASE reference results)."""
     data, elements, atoms = write_data(tmp, atoms)
     out = {}
-    for arch in ("orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"):
+    for arch in archs:
         path, model = model_file(tmp, arch, latent_dim=8, mlp_hidden_dim=16)
         atoms.calc = OrbCalculator(model)
         ref = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
         out[arch] = (tmp, data, elements, path, ref)
     return out
+
+
+@pytest.fixture(scope="module")
+def mpi_case(tmp_path_factory):
+    return reference_cases(tmp_path_factory.mktemp("mpi"), sparse_gas(), ("orb-v3-conservative-20-omat", "orb-v3-direct-20-omat"))
 
 
 def assert_parity(got: dict, ref: dict) -> None:
@@ -257,17 +260,9 @@ def test_mpi_parity(mpi_case, arch, mode, ranks):
 def copper_case(tmp_path_factory):
     """500 jittered fcc Cu atoms (18 Å box): split into 8 subdomains of 9 Å, thinner than the 30 Å
     receptive field of 5 layers x 6 Å, so every rank depends on atoms several ranks away."""
-    tmp = tmp_path_factory.mktemp("copper")
     atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(5)
     atoms.rattle(0.1, seed=7)
-    data, elements, atoms = write_data(tmp, atoms)
-    out = {}
-    for arch in ("orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat"):
-        path, model = model_file(tmp, arch, latent_dim=8, mlp_hidden_dim=16)
-        atoms.calc = OrbCalculator(model)
-        ref = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
-        out[arch] = (tmp, data, elements, path, ref)
-    return out
+    return reference_cases(tmp_path_factory.mktemp("copper"), atoms, ("orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat"))
 
 
 @pytest.mark.parametrize("arch", ["orb-v3-conservative-inf-omat", "orb-v3-direct-20-omat"])

@@ -72,8 +72,19 @@ def make_wrapper(
     multiplicity: float = 1,
 ) -> torch.nn.Module:
     """The eager TorchForce-style wrapper: energy+forces for direct models, energy only for conservative ones."""
-    total_charge, spin = charge_spin(model, charge, multiplicity)
+    total_charge, spin = evaluator_inputs(model, atomic_numbers, atoms, charge, multiplicity)
+    return wrap_evaluator(model, OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin))
+
+
+def evaluator_inputs(
+    model: OrbModel, atomic_numbers: list[int], atoms: list[int] | None, charge: float, multiplicity: float
+) -> tuple[float | None, float | None]:
+    """(total charge, spin) for an evaluator, after checking them and the ML atoms against the model."""
     if atoms is not None and len(atoms) != len(atomic_numbers):
         raise ValueError(f"{len(atoms)} ML atoms but {len(atomic_numbers)} atomic numbers")
-    evaluator = OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin)
+    return charge_spin(model, charge, multiplicity)
+
+
+def wrap_evaluator(model: OrbModel, evaluator: torch.nn.Module) -> torch.nn.Module:
+    """The TorchForce module around an evaluator: energy+forces (direct models) or energy only (conservative)."""
     return EnergyForcesModule(evaluator) if model.config.kind == "direct" else EnergyModule(evaluator)

@@ -14,8 +14,10 @@ import torch
 # openmmtorch links libnvrtc & co. that only `import torch` (CUDA wheels) puts on the loader path.
 from openmmtorch import TorchForce
 
-from orb_md_openmm.common import charge_spin, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers
-from orb_md_openmm.module import CapturableOrbEvaluator, EnergyForcesModule, EnergyModule
+from orb_md_openmm.common import (
+    evaluator_inputs, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers, wrap_evaluator,
+)
+from orb_md_openmm.module import CapturableOrbEvaluator
 
 __all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]
 
@@ -61,13 +63,11 @@ def build_capturable_module(
     candidate_capacity: int = 0,
 ) -> torch.jit.ScriptModule:
     """Script the CUDA-graph-ready TorchForce module (:class:`CapturableOrbEvaluator`; ``box`` (3,3) Å or None)."""
-    total_charge, spin = charge_spin(model, charge, multiplicity)
-    if atoms is not None and len(atoms) != len(atomic_numbers):
-        raise ValueError(f"{len(atoms)} ML atoms but {len(atomic_numbers)} atomic numbers")
+    total_charge, spin = evaluator_inputs(model, atomic_numbers, atoms, charge, multiplicity)
     evaluator = CapturableOrbEvaluator(
         model.eval(), atomic_numbers, atoms, box, total_charge, spin, bin_capacity, candidate_capacity
     )
-    return torch.jit.script(EnergyForcesModule(evaluator) if model.config.kind == "direct" else EnergyModule(evaluator))
+    return torch.jit.script(wrap_evaluator(model, evaluator))
 
 
 def create_torch_force(
