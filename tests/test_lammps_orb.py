@@ -364,6 +364,27 @@ def test_setup_errors(tmp_path, small_model, case, expected):
     assert expected in out, out[-3000:]
 
 
+def test_md_on_two_ranks_follows_one_rank(mpi_case):
+    """200 NVE steps of the 60-atom gas at ~1000 K (atoms cross subdomains, neighbour lists are rebuilt):
+    exchange mode on 2 ranks gives the single-rank trajectory's energies."""
+    tmp, data, elements, path, _ = mpi_case["orb-v3-conservative-20-omat"]
+    script = MD_SETUP.format(data=data, model=path, elements=" ".join(elements), dt=0.001).replace(
+        "velocity all create 300", "velocity all create 1000")
+    script += ("neigh_modify every 1 delay 0 check yes\nfix 1 all nve\n"
+               "thermo_style custom step pe ke etotal press\nthermo_modify format float %.15g\nthermo 20\nrun 200\n")
+    runs = []
+    for ranks in (1, 2):
+        work = tmp / f"md-{ranks}"
+        work.mkdir()
+        out = run_lmp(work, script, ranks=ranks)
+        assert int(re.search(r"Neighbor list builds = (\d+)", out)[1]) > 0, out[-2000:]
+        runs.append(thermo(out))
+    one, two = runs
+    assert one.shape == two.shape == (11, 5)
+    print(f"2 vs 1 rank over 200 steps: max |d(pe, ke, etotal)| {np.abs(two[:, 1:4] - one[:, 1:4]).max():.2e} eV")
+    np.testing.assert_allclose(two[:, 1:4], one[:, 1:4], rtol=1e-9, atol=1e-9)  # pe, ke, etotal (eV)
+
+
 def test_mpi_thin_halo_error(mpi_case):
     """Halo mode on two ranks with the default communication cutoff cannot be exact: clear error."""
     tmp, data, elements, path, _ = mpi_case["orb-v3-conservative-20-omat"]
