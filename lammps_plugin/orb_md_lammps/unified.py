@@ -173,6 +173,36 @@ class OrbMLIAPUnified(MLIAPUnified):
             raise OrbLammpsError("orb_md: fold mode runs on one MPI rank only")
         return mode
 
+    def _graph(self, lmp, mode: str, pair_i: np.ndarray, pair_j: np.ndarray, rij: np.ndarray, tags: np.ndarray,
+               x: np.ndarray, nlocal: int, ntotal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(indices of the listed pairs used as edges, senders, receivers, LAMMPS rows of the graph's nodes);
+        senders and receivers index the nodes. fold: the local atoms; exchange: all rows; halo: the rows within
+        5 hops of the local atoms, local ones first."""
+        if mode == "halo":
+            if ntotal > nlocal and pair_i.size and pair_i.max() < nlocal:
+                raise OrbLammpsError(
+                    "orb_md: halo mode needs 'pair_style mliap unified <file> 1' (ghost neighbours) "
+                    "and 'comm_modify cutoff' >= 36 + 2*skin"
+                )
+            pidx = np.arange(pair_i.size)
+        else:
+            pidx = np.nonzero(pair_i < nlocal)[0]
+        pidx = pidx[nearest_per_sender(pair_i[pidx], tags[pair_j[pidx]], rij[pidx], self.model.config.max_neighbors)]
+        senders, receivers = pair_i[pidx], pair_j[pidx]
+        if mode == "fold":
+            return pidx, senders, fold_onto_owners(tags, nlocal)[receivers], np.arange(nlocal)
+        if mode == "exchange":
+            return pidx, senders, receivers, np.arange(ntotal)
+        layers = self.model.config.num_message_passing
+        depth = hops_from_local(senders, receivers, nlocal, ntotal, layers)
+        keep = np.minimum(depth[senders], depth[receivers]) < layers
+        pidx, senders, receivers = pidx[keep], senders[keep], receivers[keep]
+        check_halo(lmp, x, nlocal, depth <= layers, 2.0 * self.rcutfac)
+        nodes = np.nonzero(depth <= layers)[0]  # local atoms first (indices < nlocal)
+        remap = np.full(ntotal, -1, dtype=np.int64)
+        remap[nodes] = np.arange(nodes.size)
+        return pidx, remap[senders], remap[receivers], nodes
+
     def compute_forces(self, data) -> None:
         lmp = self._setup(data)
         model = self.model
@@ -193,34 +223,8 @@ class OrbMLIAPUnified(MLIAPUnified):
         if ntotal and tags.max() <= 0:
             raise OrbLammpsError("orb_md: atom IDs are required (do not use 'atom_modify id no')")
 
-        if mode == "halo":
-            if ntotal > nlocal and npairs and pair_i.max() < nlocal:
-                raise OrbLammpsError(
-                    "orb_md: halo mode needs 'pair_style mliap unified <file> 1' (ghost neighbours) "
-                    "and 'comm_modify cutoff' >= 36 + 2*skin"
-                )
-            pidx = np.arange(npairs)
-        else:
-            pidx = np.nonzero(pair_i < nlocal)[0]
-        chosen = pidx[nearest_per_sender(pair_i[pidx], tags[pair_j[pidx]], rij[pidx], model.config.max_neighbors)]
-        pidx, senders, receivers = chosen, pair_i[chosen], pair_j[chosen]
-        rows = nlocal  # rows of atom->f a direct model writes
-        if mode == "fold":
-            receivers = fold_onto_owners(tags, nlocal)[receivers]
-            nodes = np.arange(nlocal)
-        elif mode == "exchange":
-            nodes = np.arange(ntotal)
-            rows = ntotal
-        else:
-            layers = model.config.num_message_passing
-            depth = hops_from_local(senders, receivers, nlocal, ntotal, layers)
-            keep = np.minimum(depth[senders], depth[receivers]) < layers
-            pidx, senders, receivers = pidx[keep], senders[keep], receivers[keep]
-            check_halo(lmp, x, nlocal, depth <= layers, 2.0 * self.rcutfac)
-            nodes = np.nonzero(depth <= layers)[0]  # local atoms first (indices < nlocal)
-            remap = np.full(ntotal, -1, dtype=np.int64)
-            remap[nodes] = np.arange(nodes.size)
-            senders, receivers = remap[senders], remap[receivers]
+        pidx, senders, receivers, nodes = self._graph(lmp, mode, pair_i, pair_j, rij, tags, x, nlocal, ntotal)
+        rows = ntotal if mode == "exchange" else nlocal  # rows of atom->f a direct model writes
 
         z = self._z_of_elem[torch.from_numpy(elems[nodes])]
         s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
