@@ -73,6 +73,7 @@ def test_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "orb-v3-direct-20-omat" in out and "engines:" in out and "devices: cpu" in out
+    assert "neighbour-list backends: " in out and "brute_force" in out
 
 
 def test_export_lammps_missing_plugin_is_clear(tmp_path, capsys):
