@@ -1,7 +1,11 @@
-"""OpenMM paths for an orb_md model on a ~1,000-atom water box, measured in one run.
+"""OpenMM paths for an orb_md model on a ~1,000-atom water box or solvated CA II, measured in one run.
 
-    python benchmarks/bench_openmm.py [--atoms 1000] [--steps 24] [--rounds 4] [--threads 1]
-                                      [--platform CPU] [--model NAME] [--full-width] [--dtype float32]
+    python benchmarks/bench_openmm.py [--atoms 1000 | --system 3ks3 [--pdb PATH]] [--steps 24] [--rounds 4]
+                                      [--threads 1] [--platform CPU] [--model NAME] [--full-width] [--dtype float32]
+
+``--system 3ks3``: carbonic anhydrase II (PDB 3KS3 from ../shared/data, or ``--pdb``) prepared by
+examples/carbonic_anhydrase/prepare.py (hydrogens, 0.8 nm of water in a dodecahedron, 0.15 M NaCl; ~25k
+atoms), every atom under the model.
 
 Paths: (1) direct call of the module TorchForce runs (``build_module``, frozen as TorchForce
 freezes it) on the same positions: graph + model, no OpenMM; (2) TorchForce in OpenMM: one
@@ -25,8 +29,10 @@ import json
 import os
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import openmm
@@ -40,6 +46,8 @@ from orb_md_openmm.common import topology_atomic_numbers
 from orb_md_openmm.force import build_module
 
 TIME_STEP_FS = 0.5
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PDB = ROOT.parent / "shared" / "data" / "structures" / "3ks3.pdb"
 WARM_UP_CALLS = 3
 
 
@@ -48,6 +56,17 @@ def water_box(atoms: int) -> app.Modeller:
     modeller = app.Modeller(app.Topology(), [])
     modeller.addSolvent(app.ForceField("amber14/tip3p.xml"), boxSize=openmm.Vec3(edge, edge, edge) * unit.nanometer)
     return modeller
+
+
+def solvated_caii(pdb: Path) -> app.Modeller:
+    """CA II prepared as the example does (seeded, reproducible)."""
+    sys.path.insert(0, str(ROOT / "examples" / "carbonic_anhydrase"))
+    try:
+        import prepare
+    finally:
+        sys.path.pop(0)
+    prepared = prepare.prepare(str(pdb))
+    return app.Modeller(prepared.topology, prepared.positions)
 
 
 def direct_call(model, modeller: app.Modeller, device: str, dtype: torch.dtype) -> Callable[[], None]:
@@ -87,7 +106,9 @@ def openmm_step(model, modeller: app.Modeller, implementation: str, platform: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--atoms", type=int, default=1000)
+    parser.add_argument("--atoms", type=int, default=1000, help="water box size (--system water)")
+    parser.add_argument("--system", choices=("water", "3ks3"), default="water")
+    parser.add_argument("--pdb", type=Path, default=SHARED_PDB, help="CA II structure for --system 3ks3")
     parser.add_argument("--steps", type=int, default=24, help="timed steps per path (split over the rounds)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op and OpenMM CPU threads")
@@ -102,7 +123,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     sizes = {} if args.full_width else {"latent_dim": 32, "mlp_hidden_dim": 64}
     model = build_model(args.model, seed=0, dtype=dtype, device=device, **sizes)
-    modeller = water_box(args.atoms)
+    modeller = water_box(args.atoms) if args.system == "water" else solvated_caii(args.pdb)
     print(f"{modeller.topology.getNumAtoms()} atoms, {args.model} ({'full' if args.full_width else 'reduced'} width, {args.dtype}), "
           f"platform {args.platform}, threads {args.threads} (torch {torch.__version__}, OpenMM {openmm.__version__})")
     load_before = os.getloadavg()
@@ -144,7 +165,7 @@ def main() -> None:
     if args.json:
         rows = [{"path": name, "wall_s": median_wall[name], "cpu_s": median_cpu[name], "steps_per_s": 1.0 / median_wall[name],
                  "ns_per_day": TIME_STEP_FS * 1e-6 * 86400 / median_wall[name]} for name in paths]
-        summary = {"atoms": modeller.topology.getNumAtoms(), "model": args.model, "width": "full" if args.full_width else "reduced",
+        summary = {"system": args.system, "atoms": modeller.topology.getNumAtoms(), "model": args.model, "width": "full" if args.full_width else "reduced",
                    "dtype": args.dtype, "platform": args.platform, "threads": args.threads,
                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
                    "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}

@@ -124,7 +124,8 @@ def openmm_rows(data: dict) -> list[ReportRow]:
     paths = {r["path"]: r for r in data["rows"]}
     metric = "CPU" if all("cpu_s" in r for r in paths.values()) else "wall"
     seconds = {name: r["cpu_s"] if metric == "CPU" else r["wall_s"] for name, r in paths.items()}
-    case = f"water box {data.get('atoms', '')} atoms, {data.get('model', '')} ({data.get('width', '')} width), per step"
+    system = "solvated CA II (3KS3)" if data.get("system") == "3ks3" else "water box"
+    case = f"{system} {data.get('atoms', '')} atoms, {data.get('model', '')} ({data.get('width', '')} width), per step"
     memory = _mb(data.get("peak_gpu_mib") or data.get("peak_rss_mib"), None)
     out = [ReportRow("openmm", case, ours="TorchForce (Verlet step)", ours_s=seconds.get("TorchForce"),
                      baseline="direct call of the same module", baseline_s=seconds.get("direct call"), metric=metric,
