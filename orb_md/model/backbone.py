@@ -11,7 +11,7 @@ from torch import nn
 from orb_md.model.config import OrbConfig
 from orb_md.model.conditioning import ChargeSpinConditioner
 from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_envelope
-from orb_md.model.layers import PairMLP, add_segments, mlp, mlp_and_norm
+from orb_md.model.layers import MLPAndNorm, PairMLP, add_segments, mlp
 
 NUM_ELEMENTS = 118
 CPU_EDGE_CHUNK = 2048  # edges per edge-MLP call on the CPU; chosen by benchmarks/bench_model.py --chunks
@@ -35,8 +35,8 @@ class Encoder(nn.Module):
     def __init__(self, node_in: int, edge_in: int, config: OrbConfig) -> None:
         super().__init__()
         width, depth, latent = config.mlp_hidden_dim, config.mlp_depth, config.latent_dim
-        self._node_fn = mlp_and_norm(node_in, width, depth, latent)
-        self._edge_fn = mlp_and_norm(edge_in, width, depth, latent)
+        self._node_fn = MLPAndNorm(node_in, width, depth, latent)
+        self._edge_fn = MLPAndNorm(edge_in, width, depth, latent)
 
 
 class AttentionInteraction(nn.Module):
@@ -48,7 +48,7 @@ class AttentionInteraction(nn.Module):
     def __init__(self, config: OrbConfig) -> None:
         super().__init__()
         latent, width, depth = config.latent_dim, config.mlp_hidden_dim, config.mlp_depth
-        self._node_mlp = mlp_and_norm(3 * latent, width, depth, latent)
+        self._node_mlp = MLPAndNorm(3 * latent, width, depth, latent)
         self._edge_mlp = PairMLP(latent, width, depth, latent)
         self._receive_attn = nn.Linear(latent, 1)
         self._send_attn = nn.Linear(latent, 1)

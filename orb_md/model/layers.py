@@ -4,13 +4,16 @@ Module names follow the orb-models checkpoint layout (``mlp.NN-0.weight``, ``lay
 ``normalizer.bn.running_mean``...) so official state dicts load without renaming.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TorchScript needs the annotations of the @torch.jit.unused
+# methods below as real types, not strings.
 from collections import OrderedDict
+from typing import List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from orb_md.model import frozen
 
 
 class SiLU(nn.Module):
@@ -34,22 +37,52 @@ def mlp(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential
     return nn.Sequential(layers)
 
 
-def mlp_and_norm(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential:
-    """An MLP followed by RMSNorm whose epsilon is the machine epsilon of the input dtype."""
-    return nn.Sequential(
-        OrderedDict(
-            [("mlp", mlp(in_dim, hidden_dim, depth, out_dim)), ("layer_norm", nn.RMSNorm(out_dim))]
-        )
-    )
+def linear_layers(layers: nn.Sequential) -> List[nn.Linear]:
+    """The linear layers of an :func:`mlp`, in order."""
+    return [layer for layer in layers if isinstance(layer, nn.Linear)]
+
+
+class MLPAndNorm(nn.Module):
+    """An MLP followed by RMSNorm whose epsilon is the machine epsilon of the input dtype.
+
+    Frozen models under eager autograd use the hand-written backward of :mod:`orb_md.model.frozen`.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> None:
+        super().__init__()
+        self.mlp = mlp(in_dim, hidden_dim, depth, out_dim)
+        self.layer_norm = nn.RMSNorm(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and self._hand_backward():
+            return self._forward_by_hand(x)
+        return self.forward_autograd(x)
+
+    def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass as autograd differentiates it."""
+        return self.layer_norm(self.mlp(x))
+
+    @torch.jit.unused
+    def linear_layers(self) -> List[nn.Linear]:
+        """The linear layers of the MLP, in order."""
+        return linear_layers(self.mlp)
+
+    @torch.jit.unused
+    def _hand_backward(self) -> bool:
+        return frozen.hand_backward(self)
+
+    @torch.jit.unused
+    def _forward_by_hand(self, x: torch.Tensor) -> torch.Tensor:
+        return frozen.MLPNormFunction.apply(x, self)
 
 
 class PairMLP(nn.Module):
-    """``mlp_and_norm`` applied to [edge, node[sender], node[receiver]], without building the concatenation.
+    """``MLPAndNorm`` applied to [edge, node[sender], node[receiver]], without building the concatenation.
 
     The first linear layer of an input concatenation is a sum of three linear maps, so the two
     node parts are projected once per node (N rows) and gathered, instead of once per edge
     (E = k N rows): about a third fewer multiply-adds in message passing. Parameter names are
-    those of ``mlp_and_norm`` (``mlp.NN-0.weight`` with all 3 * latent input columns).
+    those of ``MLPAndNorm`` (``mlp.NN-0.weight`` with all 3 * latent input columns).
     """
 
     def __init__(self, latent: int, hidden_dim: int, depth: int, out_dim: int) -> None:
@@ -67,16 +100,28 @@ class PairMLP(nn.Module):
         n = self.latent
         bias = torch.cat([first.bias, torch.zeros_like(first.bias)])
         weight = torch.cat([first.weight[:, n : 2 * n], first.weight[:, 2 * n :]])
-        return F.linear(nodes, weight, bias).view(2 * nodes.shape[0], -1)
+        parts = F.linear(nodes, weight, bias).view(2 * nodes.shape[0], -1)
+        if not torch.jit.is_scripting() and self._hand_backward():
+            parts = self._row_table(parts)
+        return parts
 
     def forward(
         self, edges: torch.Tensor, node_parts: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
     ) -> torch.Tensor:
         """Updated edge features, shape (E, out_dim), given :meth:`node_parts`."""
+        if not torch.jit.is_scripting() and self._hand_backward():
+            return self._forward_by_hand(edges, node_parts, senders, receivers)
+        return self.forward_autograd(edges, node_parts, senders, receivers, self.training)
+
+    def forward_autograd(
+        self, edges: torch.Tensor, node_parts: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
+        twice_differentiable: bool = False,
+    ) -> torch.Tensor:
+        """The forward pass as autograd differentiates it."""
         edge_weight = self.mlp[0].weight[:, : self.latent]
         sender_rows, receiver_rows = 2 * senders, 2 * receivers + 1
-        if self.training:
-            # twice differentiable (force and equigrad losses): embedding_bag's backward is not
+        if twice_differentiable:
+            # for force and equigrad losses or Hessians: embedding_bag's backward is not differentiable
             x = F.linear(edges, edge_weight) + node_parts.index_select(0, sender_rows)
             x = x + node_parts.index_select(0, receiver_rows)
         else:
@@ -85,8 +130,9 @@ class PairMLP(nn.Module):
             x = F.embedding_bag(pairs, node_parts, mode="sum")
             if torch.is_grad_enabled():
                 # not addmm: TorchScript's autodiff splits it into mm + add, which rounds differently from
-                # eager's fused addmm on some CPUs (AMD EPYC: 1e-16), and scripted models must match eager
-                x = x + F.linear(edges, edge_weight)
+                # eager's fused addmm on some CPUs (AMD EPYC: 1e-16), and scripted models must match eager;
+                # linear with x as its (2-D) bias is the same fused addmm in both
+                x = F.linear(edges, edge_weight, x)
             else:
                 x = x.addmm_(edges, edge_weight.t())
         index = 0
@@ -95,6 +141,25 @@ class PairMLP(nn.Module):
                 x = layer(x)
             index += 1
         return self.layer_norm(x)
+
+    @torch.jit.unused
+    def _hand_backward(self) -> bool:
+        return frozen.hand_backward(self)
+
+    @torch.jit.unused
+    def _row_table(self, parts: torch.Tensor) -> torch.Tensor:
+        return frozen.row_table(parts)
+
+    @torch.jit.unused
+    def tail_layers(self) -> List[nn.Linear]:
+        """The linear layers after the first, in order."""
+        return linear_layers(self.mlp)[1:]
+
+    @torch.jit.unused
+    def _forward_by_hand(
+        self, edges: torch.Tensor, node_parts: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
+    ) -> torch.Tensor:
+        return frozen.PairMLPFunction.apply(edges, node_parts, senders, receivers, self)
 
 
 class RunningStats(nn.Module):
@@ -126,11 +191,13 @@ class ScalarNormalizer(nn.Module):
 def add_segments(out: torch.Tensor, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``out[index[i]] += values[i]``, in place (differentiable), returning ``out``.
 
-    scatter_add rather than index_add: inductor's CPU code generation fails on the latter
-    (torch 2.9, dynamic shapes).
+    index_add, whose backward is a row gather (index_select); under torch.compile scatter_add, because
+    inductor's CPU code generation fails on index_add (torch 2.9, dynamic shapes). Both add in index order.
     """
-    expanded = index.view([-1] + [1] * (values.dim() - 1)).expand_as(values)
-    return out.scatter_add_(0, expanded, values)
+    if torch.compiler.is_compiling():
+        expanded = index.view([-1] + [1] * (values.dim() - 1)).expand_as(values)
+        return out.scatter_add_(0, expanded, values)
+    return out.index_add_(0, index, values)
 
 
 def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:

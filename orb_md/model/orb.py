@@ -27,9 +27,11 @@ def edge_vectors(
     unit_shifts: torch.Tensor,
     edge_system: torch.Tensor,
 ) -> torch.Tensor:
-    """``pos[t] - pos[s] + shift @ cell`` for every edge, shape (E, 3)."""
-    shifts = torch.bmm(unit_shifts[:, None, :], cell[edge_system]).squeeze(1)
-    return positions[receivers] - positions[senders] + shifts
+    """``pos[t] - pos[s] + shift @ cell`` for every edge, shape (E, 3).
+
+    index_select, not indexing: its backward is a parallel index_add rather than a serial index_put."""
+    shifts = torch.bmm(unit_shifts[:, None, :], cell.index_select(0, edge_system)).squeeze(1)
+    return positions.index_select(0, receivers) - positions.index_select(0, senders) + shifts
 
 
 def remove_net_torque(
