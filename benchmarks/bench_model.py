@@ -11,6 +11,9 @@ Variants:
   * ``full``: graph construction included. orb_md: ``evaluate(model, atoms_to_batch([atoms]))``;
     orb-models: ``ase_atoms_to_atom_graphs`` (its CPU default edge method, knn_scipy) + ``predict``.
   * ``net``: the network alone on the same prebuilt graph (orb-models' graph for both).
+  * ``autograd``: as ``full``, but orb_md's weights require gradients, so conservative forces go through
+    autograd's own backward instead of the hand-written one of frozen models (``orb_md.model.frozen``);
+    orb-models runs as in ``full``. Only position and strain gradients are asked for either way.
 Both implementations run with autograd enabled only for conservative models (as ``evaluate`` does).
 
 Every (system, model, implementation, variant) runs in a fresh subprocess: time = min over the
@@ -21,7 +24,7 @@ after the model and inputs are built, so construction transients do not count; f
 ru_maxrss). Ratios are orb-models / orb_md (> 1 means orb_md is faster / leaner).
 
 Usage: nice python benchmarks/bench_model.py [--quick] [--threads 2] [--systems cu water]
-       [--models direct-20 ...] [--variants full net] [--warmup 1] [--repeats 2] [--tuned-malloc]
+       [--models direct-20 ...] [--variants full net autograd] [--warmup 1] [--repeats 2] [--tuned-malloc]
        python benchmarks/bench_model.py --chunks 512 1024 2048 4096 0 ...   (orb_md alone: edge-chunk sweep)
 """
 
@@ -128,7 +131,7 @@ def worker(args: argparse.Namespace) -> dict:
                 out = twin.predict(graph)
             return float(out["energy"].detach().sum())
 
-        if args.variant == "full":
+        if args.variant in ("full", "autograd"):
             def run():
                 return predict(orb_graph())
         else:
@@ -138,7 +141,9 @@ def worker(args: argparse.Namespace) -> dict:
                 return predict(graph)
     else:
         model.model.edge_chunk = args.chunk
-        if args.variant == "full":
+        if args.variant == "autograd":
+            model.requires_grad_(True)
+        if args.variant in ("full", "autograd"):
             def run():
                 return float(evaluate(model, atoms_to_batch([atoms], dtype=dtype))["energy"].sum())
         else:
