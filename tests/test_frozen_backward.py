@@ -104,3 +104,19 @@ def test_hand_backward_only_where_it_applies() -> None:
         assert not frozen.hand_backward(model)  # a weight gradient is wanted
     with torch.no_grad():
         assert not frozen.hand_backward(model.requires_grad_(False))
+
+
+def test_torch_func_transforms_use_autograd(batch) -> None:
+    """torch.func.grad of the energy (a functorch transform) works and gives the forces."""
+    model = _model("orb-v3-conservative-20-omat")
+    senders, receivers, shifts = build_graph(model, batch)
+
+    def energy(positions: torch.Tensor) -> torch.Tensor:
+        return model(
+            positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts, batch.system_index,
+            compute_forces=False, compute_stress=False,
+        )["energy"].sum()
+
+    gradient = torch.func.grad(energy)(batch.positions.clone())
+    forces = evaluate(model, batch)["forces"]
+    torch.testing.assert_close(-gradient, forces, rtol=0, atol=1e-13 * float(forces.abs().max()))

@@ -23,11 +23,13 @@ from torch import nn
 
 
 def hand_backward(module: nn.Module) -> bool:
-    """True where the hand-written backward replaces autograd's: gradients wanted, eager, inference, frozen."""
+    """True where the hand-written backward replaces autograd's: gradients wanted, eager (neither torch.compile
+    nor a torch.func transform, which need other autograd-function hooks), inference, frozen."""
     return (
         torch.is_grad_enabled()
         and not module.training
         and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
         and not any(p.requires_grad for p in module.parameters())
     )
 
