@@ -34,6 +34,11 @@ def hand_backward(module: nn.Module) -> bool:
     )
 
 
+def _linear_layers(mlp: nn.Sequential) -> List[nn.Linear]:
+    """The linear layers of an :func:`orb_md.model.layers.mlp`, in order (SiLU between each two)."""
+    return [layer for layer in mlp if isinstance(layer, nn.Linear)]
+
+
 def _tail_forward(z: torch.Tensor, tail: Sequence[nn.Linear], norm: nn.RMSNorm) -> tuple[torch.Tensor, List[torch.Tensor]]:
     """``norm(linear_n(silu(... linear_1(silu(z)))))`` and the inputs of every SiLU and of the norm."""
     kept = [z]
@@ -133,7 +138,8 @@ class PairMLPFunction(torch.autograd.Function):
         ctx: Any, edges: torch.Tensor, rows: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
         module: nn.Module,
     ) -> torch.Tensor:
-        edge_weight, tail = module.mlp[0].weight[:, : module.latent], module.tail_layers()
+        first, *tail = _linear_layers(module.mlp)
+        edge_weight = first.weight[:, : module.latent]
         sender_rows, receiver_rows = 2 * senders, 2 * receivers + 1
         x = F.embedding_bag(torch.stack([sender_rows, receiver_rows], dim=1), rows, mode="sum")
         # in place: the module's linear(edges, edge_weight, x) copies x and then runs this same addmm
@@ -166,7 +172,7 @@ class MLPNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        first, *tail = module.linear_layers()
+        first, *tail = _linear_layers(module.mlp)
         out, kept = _tail_forward(F.linear(x, first.weight, first.bias), tail, module.layer_norm)
         ctx.save_for_backward(x, *kept)
         ctx.module, ctx.first, ctx.tail = module, first, tail

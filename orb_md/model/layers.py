@@ -7,7 +7,6 @@ Module names follow the orb-models checkpoint layout (``mlp.NN-0.weight``, ``lay
 # No ``from __future__ import annotations`` here: TorchScript needs the annotations of the @torch.jit.unused
 # methods below as real types, not strings.
 from collections import OrderedDict
-from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +36,6 @@ def mlp(in_dim: int, hidden_dim: int, depth: int, out_dim: int) -> nn.Sequential
     return nn.Sequential(layers)
 
 
-def linear_layers(layers: nn.Sequential) -> List[nn.Linear]:
-    """The linear layers of an :func:`mlp`, in order."""
-    return [layer for layer in layers if isinstance(layer, nn.Linear)]
-
-
 class MLPAndNorm(nn.Module):
     """An MLP followed by RMSNorm whose epsilon is the machine epsilon of the input dtype.
 
@@ -61,11 +55,6 @@ class MLPAndNorm(nn.Module):
     def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
         """The forward pass as autograd differentiates it."""
         return self.layer_norm(self.mlp(x))
-
-    @torch.jit.unused
-    def linear_layers(self) -> List[nn.Linear]:
-        """The linear layers of the MLP, in order."""
-        return linear_layers(self.mlp)
 
     @torch.jit.unused
     def _hand_backward(self) -> bool:
@@ -149,11 +138,6 @@ class PairMLP(nn.Module):
     @torch.jit.unused
     def _row_table(self, parts: torch.Tensor) -> torch.Tensor:
         return frozen.row_table(parts)
-
-    @torch.jit.unused
-    def tail_layers(self) -> List[nn.Linear]:
-        """The linear layers after the first, in order."""
-        return linear_layers(self.mlp)[1:]
 
     @torch.jit.unused
     def _forward_by_hand(
