@@ -11,6 +11,7 @@ import ase.io
 import pytest
 
 from orb_md.cli import main
+from tests.benchmark_scripts import load_benchmark
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -85,21 +86,9 @@ def test_export_lammps_missing_plugin_is_clear(tmp_path, capsys):
         assert "orb-md: error:" in capsys.readouterr().err
 
 
-def _report_table():
-    """benchmarks/report_table.py (the benchmarks folder is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "report_table.py"
-    spec = importlib.util.spec_from_file_location("report_table", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_report_renders_suite_rows(tmp_path):
-    table = _report_table()
+    table = load_benchmark("report_table")
     cpu = {"cpu": 10.0, "peak_mb": 300.0}
     outcomes = [
         table.SuiteOutcome("model", "ok", "bench_model.py", data={"rows": [

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm_floor.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gemm_floor", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_profiled_gemm_work_is_two_m_n_k_per_product():
     """Each kind of product the models use (linear with bias, mm, in-place addmm, bmm), counted once, and
     elementwise work not at all."""
-    bench = _bench()
+    bench = load_benchmark("bench_gemm_floor")
     x, w, b = torch.randn(30, 20), torch.randn(10, 20), torch.randn(10)
     acc, a3, b3 = torch.randn(30, 10), torch.randn(4, 5, 6), torch.randn(4, 6, 7)
 
