@@ -4,7 +4,8 @@ For one model and system of ``bench_model.py`` (graph construction included, sam
   * the GEMM work of one call of each implementation, counted from torch.profiler's recorded shapes
     (``mm``, ``addmm``, ``addmm_``, ``bmm``, ``baddbmm``: 2 M N K FLOP each), and the profiled GEMM time;
   * this CPU's float32 GEMM throughput on the backbone's dominant shape (2048 x 1024 by 1024 x 1024), at each
-    float32 matmul precision torch offers, with its error against float64;
+    float32 matmul precision torch offers, with its error against float64, and the time of linear + SiLU there,
+    unfused and fused;
   * the ratios that follow: measured (orb-models / orb_md wall time), and the bound if orb_md's non-GEMM time
     were zero (orb-models wall time / orb_md's GEMM FLOP at the measured peak).
 
@@ -83,6 +84,19 @@ def gemm_throughput(repeats: int = 20) -> list[tuple[str, float, float]]:
     return rows
 
 
+def fused_silu_linear() -> tuple[float, float]:
+    """Milliseconds of ``silu(linear(x))`` unfused (MKL GEMM, then SiLU) and fused (oneDNN's linear with a swish
+    post-op, the only fused form PyTorch offers on the CPU) on the backbone's dominant shape."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 1024, generator=gen)
+    weight, bias = torch.randn(1024, 1024, generator=gen) / 32, torch.randn(1024, generator=gen)
+    unfused = best_time(lambda: F.silu(F.linear(x, weight, bias)), 20)
+    fused = best_time(lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "swish", [], ""), 20)
+    return unfused * 1e3, fused * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--system", default="cu", choices=["cu", "water"])
@@ -123,6 +137,8 @@ def main() -> None:
     for precision, gflops, error in throughput:
         print(f"| {precision} | {gflops:.0f} | {error:.1e} |")
     peak = throughput[0][1] * 1e9
+    unfused_ms, fused_ms = fused_silu_linear()
+    print(f"\nsilu(linear(x)) on the same shape: {unfused_ms:.1f} ms unfused, {fused_ms:.1f} ms fused (oneDNN swish)")
 
     print("\n| implementation | wall s | GEMM calls | GEMM TFLOP | GEMM s (profiled) | GEMM GFLOP/s | "
           "GEMM TFLOP / peak, s | other s (wall - GEMM) |\n|---|---|---|---|---|---|---|---|")
