@@ -25,6 +25,7 @@ from orb_md.errors import CheckpointError
 from orb_md.model.config import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, model_config
 from orb_md.model.orb import OrbModel
 from orb_md.precision import apply_precision
+from orb_md.training_elements import read_training_elements
 
 CACHE_ENV = "ORB_MD_CACHE"
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -154,6 +155,8 @@ def load_model(
         path = checkpoint_path(named, download=download)
     model = OrbModel(config, zero_net_force=zero_net_force)
     load_weights(model, read_state_dict(path), source=str(path))
+    label = str(name_or_path) if path != Path(name_or_path) else path.name
+    model.training_elements = read_training_elements(path, label)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 

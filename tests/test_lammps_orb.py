@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from orb_md.calculator import OrbCalculator
+from orb_md.checkpoints import load_model
 from orb_md.model.factory import build_model
 from tests.systems import sparse_gas
 
@@ -426,3 +427,14 @@ def test_virial_fallback_by_image_forces():
     net = np.zeros((5, 3))
     np.add.at(net, tags, Data.f)
     np.testing.assert_allclose(net, 0.0, atol=1e-12)
+
+
+def test_untrained_element_warns_once_at_the_first_force_call(tmp_path):
+    """A bundled model exported for every element warns inside LAMMPS for the element it never saw, once."""
+    path = tmp_path / "demo.pt"
+    torch.save(make_unified(load_model("orb-md-demo-v1", precision="float64")), path)
+    data, symbols, _ = write_data(tmp_path, ase.build.bulk("U", "bcc", a=3.47, cubic=True) * (2, 2, 2))
+    script = PARITY_RUN.format(data=data, model=path, elements=" ".join(symbols), ghost=0, extra="run 2")
+    out = run_lmp(tmp_path, script)
+    assert out.count("UntrainedElementWarning") == 1, out[-3000:]
+    assert "orb-md-demo-v1 was not trained on U (Z=92)" in out

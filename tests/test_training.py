@@ -3,6 +3,8 @@ checkpoints in the official layout, and the equigrad ablation."""
 
 from __future__ import annotations
 
+import json
+
 import ase.build
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from orb_md.training import peptide_data, reference_data
 from orb_md.training.objectives import IGNORE_BIN, LossWeights, force_error_bins, losses, predict
 from orb_md.training.samples import collate, to_samples
 from orb_md.training.statistics import fit_new_reference_energies, fit_reference_energies, fit_statistics
-from orb_md.training.trainer import TrainingConfig, save_checkpoint, train
+from orb_md.training.trainer import TrainingConfig, save_checkpoint, train, trained_elements
 from orb_md.training.validation import validation_errors
 
 TINY = dict(latent_dim=16, mlp_hidden_dim=32, head_hidden_dim=16, num_message_passing=2)
@@ -227,8 +229,11 @@ def test_training_is_reproducible_and_learns(tmp_path, one_thread):
     for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), key
     assert history[-1]["forces"] < 0.5 * history[0]["forces"]
-    save_checkpoint(first, tmp_path / "tiny.ckpt", {"note": "test"})
+    data = emt_structures(12, seed=7) + emt_structures(6, seed=8, element="Ag")
+    save_checkpoint(first, tmp_path / "tiny.ckpt", trained_elements(first, data), {"note": "test"})
     loaded = load_model(tmp_path / "tiny.ckpt", architecture=first.config, precision="float32-highest")
+    assert json.loads((tmp_path / "tiny.json").read_text())["elements"] == ["Cu", "Ag"]
+    assert loaded.training_elements.numbers == {29, 47}
     atoms = emt_structures(1, seed=11)[0]
     a = evaluate(first, atoms_to_batch([atoms], dtype=torch.float32))
     b = evaluate(loaded, atoms_to_batch([atoms], dtype=torch.float32))

@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 
 from ase.data import chemical_symbols
 
+from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
@@ -95,6 +96,9 @@ class OrbMLIAPUnified(MLIAPUnified):
         parameter = next(model.parameters())
         self.dtype_name = str(parameter.dtype).removeprefix("torch.")
         self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self.training_elements = model.training_elements
+        if element_types:
+            warn_untrained_elements(model, [chemical_symbols.index(s) for s in element_types])
         self.mode = mode
         self._model = None
         self._lmp = None
@@ -122,6 +126,7 @@ class OrbMLIAPUnified(MLIAPUnified):
             model = OrbModel(config, zero_net_force=self.zero_net_force)
             model.load_state_dict(self.state)
             model = model.to(getattr(torch, self.dtype_name)).eval()
+            model.training_elements = getattr(self, "training_elements", None)
             for p in model.parameters():
                 p.requires_grad_(False)
             self._model = model
@@ -227,6 +232,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         rows = ntotal if mode == "exchange" else nlocal  # rows of atom->f a direct model writes
 
         z = self._z_of_elem[torch.from_numpy(elems[nodes])]
+        warn_untrained_elements(model, z)
         s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
         if mode == "exchange":
             def features(vectors):

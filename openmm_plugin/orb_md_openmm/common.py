@@ -9,6 +9,7 @@ import openmm.app
 import torch
 
 from orb_md import OrbModel, load_model
+from orb_md.training_elements import warn_untrained_elements
 from orb_md_openmm.module import EnergyForcesModule, EnergyModule, OrbEvaluator
 
 MAX_ATOMIC_NUMBER = 117
@@ -79,9 +80,11 @@ def make_wrapper(
 def evaluator_inputs(
     model: OrbModel, atomic_numbers: list[int], atoms: list[int] | None, charge: float, multiplicity: float
 ) -> tuple[float | None, float | None]:
-    """(total charge, spin) for an evaluator, after checking them and the ML atoms against the model."""
+    """(total charge, spin) for an evaluator, after checking them and the ML atoms against the model (and warning
+    for elements it was not trained on)."""
     if atoms is not None and len(atoms) != len(atomic_numbers):
         raise ValueError(f"{len(atoms)} ML atoms but {len(atomic_numbers)} atomic numbers")
+    warn_untrained_elements(model, atomic_numbers)
     return charge_spin(model, charge, multiplicity)
 
 

@@ -15,6 +15,7 @@ from orb_md.errors import InputError
 from orb_md.graph import VerletNeighborList
 from orb_md.md.state import MDState
 from orb_md.model.orb import OrbModel
+from orb_md.training_elements import warn_untrained_elements
 
 
 class ForceField:
@@ -37,8 +38,10 @@ class ForceField:
         index = state.system_index.to(self.device)
         pbc = state.pbc.to(self.device)
         senders, receivers, shifts = self.neighbors(pos, cell, pbc, index)
-        if self.calls == 0 and senders.numel():
-            check_overlap(pos, cell, index, senders, receivers, shifts)
+        if self.calls == 0:
+            warn_untrained_elements(self.model, state.atomic_numbers)
+            if senders.numel():
+                check_overlap(pos, cell, index, senders, receivers, shifts)
         charge_spin = self.model.config.charge_spin
         want_stress = stress and bool(pbc.any())
         with torch.set_grad_enabled(self.model.conservative):

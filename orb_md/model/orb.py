@@ -7,7 +7,7 @@ vector is ``pos[t] - pos[s] + unit_shifts @ cell``. Several systems can be evalu
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from orb_md.model.config import OrbConfig
 from orb_md.model.heads import Heads
 from orb_md.model.layers import ScalarNormalizer, segment_mean, segment_sum
 from orb_md.model.zbl import ZBLRepulsion
+
+if TYPE_CHECKING:
+    from orb_md.training_elements import TrainingElements
 
 
 def edge_vectors(
@@ -107,12 +110,16 @@ class OrbModel(nn.Module):
     The parameter/buffer names match orb-models' regressors, so ``load_state_dict`` takes an
     official checkpoint unchanged. ``zero_net_force`` (default True, as orb-models >= 0.7)
     removes the mean of direct forces after un-normalising; False reproduces orb-models <= 0.6,
-    whose direct forces keep a net force of N * mu_F.
+    whose direct forces keep a net force of N * mu_F. ``training_elements`` (set by the loader from an orb_md
+    sidecar, else None) is what :func:`orb_md.training_elements.warn_untrained_elements` checks.
     """
+
+    __jit_ignored_attributes__ = ["training_elements"]
 
     def __init__(self, config: OrbConfig, zero_net_force: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.training_elements: TrainingElements | None = None
         self.conservative = config.kind == "conservative"
         self.zero_net_force = zero_net_force
         self.model = GraphNetwork(config)

@@ -90,7 +90,7 @@ def _fit(args: argparse.Namespace) -> dict:
     from orb_md.training.reference_data import read_dataset
     from orb_md.training.samples import to_samples
     from orb_md.training.statistics import fit_statistics
-    from orb_md.training.trainer import TrainingConfig, save_checkpoint, train
+    from orb_md.training.trainer import TrainingConfig, save_checkpoint, train, trained_elements
     from orb_md.training.validation import validation_errors
 
     torch.set_num_threads(args.threads)
@@ -103,8 +103,8 @@ def _fit(args: argparse.Namespace) -> dict:
                             weights=LossWeights(equigrad=args.equigrad))
     history = train(model, train_samples, config)
     record = {"validation": validation_errors(model, validation_samples), "history": history,
-              "training": {"from": args.model, "data": args.data, **dataclasses.asdict(config)}}
-    save_checkpoint(model, args.out, record)
+              "training": {"from": Path(args.model).name, "data": Path(args.data).name, **dataclasses.asdict(config)}}
+    save_checkpoint(model, args.out, trained_elements(model, train_set), record)
     return record
 
 

@@ -21,7 +21,7 @@ from orb_md.model.orb import OrbModel
 from orb_md.training import peptide_data, reference_data
 from orb_md.training.samples import to_samples
 from orb_md.training.statistics import fit_new_reference_energies, fit_statistics
-from orb_md.training.trainer import TrainingConfig, save_checkpoint, train
+from orb_md.training.trainer import TrainingConfig, save_checkpoint, train, trained_elements
 from orb_md.training.validation import validation_errors
 
 VALIDATION_FRACTION = 0.1
@@ -146,7 +146,7 @@ def train_demo(
         "history": history,
         "fine_tuning_history": fine_tuning_history,
     }
-    save_checkpoint(model, out, record)
+    save_checkpoint(model, out, trained_elements(model, train_set), record)
     return record
 
 
@@ -193,7 +193,7 @@ def train_bio(
     validation_samples, unseen_samples = to_samples(model, validation_set), to_samples(model, unseen)
     if stage_1 is not None:
         sidecar = Path(stage_1).with_suffix(".json")
-        stage_1_record = {"checkpoint": str(stage_1),
+        stage_1_record = {"checkpoint": Path(stage_1).name,
                           **(json.loads(sidecar.read_text()) if sidecar.is_file() else {})}
     else:
         new_elements = fit_new_reference_energies(model, train_samples)
@@ -207,9 +207,10 @@ def train_bio(
     contacts_s = time.perf_counter() - contacts_begin
     contacts_before = validation_errors(model, contact_samples)
     history = train(model, train_samples + contact_samples, contact_tuning, progress=progress)
+    elements = trained_elements(model, train_set + contacts)
     record = {
         "training": {
-            "from": str(start),
+            "from": Path(start).name,
             "structures": len(train_set),
             "contact_structures": len(contacts),
             "contacts_wall_s": contacts_s,
@@ -230,7 +231,7 @@ def train_bio(
         "stage_1": stage_1_record,
         "history": history,
     }
-    save_checkpoint(model, out, record)
+    save_checkpoint(model, out, elements, record)
     return record
 
 

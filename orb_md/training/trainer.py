@@ -7,15 +7,17 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import ase
 import torch
 from tqdm import tqdm
 
 from orb_md.model.orb import OrbModel
 from orb_md.training.objectives import LossWeights, losses, predict
 from orb_md.training.samples import Sample, collate, pack_by_atoms
+from orb_md.training_elements import SIDECAR_KEY, element_symbols
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +108,19 @@ def train(
     return history
 
 
-def save_checkpoint(model: OrbModel, path: str | Path, metadata: dict | None = None) -> None:
-    """Save the state dict (official layout, float32) and a JSON sidecar with the configuration."""
+def trained_elements(model: OrbModel, structures: Iterable[ase.Atoms]) -> set[int]:
+    """Atomic numbers of ``structures`` plus those ``model`` was trained on before (fine-tuning keeps them)."""
+    earlier = model.training_elements.numbers if model.training_elements is not None else frozenset()
+    return set(earlier).union(*(set(atoms.numbers.tolist()) for atoms in structures))
+
+
+def save_checkpoint(model: OrbModel, path: str | Path, elements: Iterable[int], metadata: dict | None = None) -> None:
+    """Save the state dict (official layout, float32) and a JSON sidecar with the configuration, the training
+    ``elements`` (atomic numbers; see :mod:`orb_md.training_elements`) and ``metadata``. The sidecar is shipped
+    with the weights: keep machine-specific facts (absolute paths, user names) out of ``metadata``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
     torch.save(state, path)
-    sidecar = {"config": dataclasses.asdict(model.config), **(metadata or {})}
+    sidecar = {"config": dataclasses.asdict(model.config), SIDECAR_KEY: element_symbols(elements), **(metadata or {})}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
