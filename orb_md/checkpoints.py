@@ -1,17 +1,23 @@
 """Finding, downloading, caching and loading official orb-models checkpoints.
 
 A model is named either by its orb-models name (``orb-v3-direct-20-omat``...), in which case
-the file is looked up in the cache directory (``$ORB_MD_CACHE``, default
-``~/.cache/orb_md/checkpoints``) and downloaded from the official address when missing, by the name
-of a model bundled with orb_md (``orb-md-demo-v1``, ``orb-md-demo-bio-v1``, in ``orb_md/weights/``), or by the path of a
-``.ckpt`` file (a plain ``torch.save``-d state dict).
+the file is looked up in ``$ORB_MD_CACHE/checkpoints`` (:mod:`orb_md.cache`; default
+``~/.cache/orb-md/checkpoints``, then the folder of orb_md <= 0.1, ``~/.cache/orb_md/checkpoints``) and
+downloaded from the official address when missing, by the name of a model bundled with orb_md
+(``orb-md-demo-v1``, ``orb-md-demo-bio-v1``, in ``orb_md/weights/``), or by the path of a ``.ckpt`` file (a plain
+``torch.save``-d state dict).
+
+A download goes to a temporary file next to its destination and is renamed only once complete (its length as the
+server announced it, and its SHA-256 where one is published), with a progress bar on a terminal.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import importlib.resources
 import os
-import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -20,20 +26,27 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from orb_md.cache import CACHE_ENV, cache_root
 from orb_md.errors import CheckpointError
 from orb_md.model.config import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, model_config
 from orb_md.model.orb import OrbModel
 from orb_md.precision import apply_precision
 from orb_md.training_elements import read_training_elements
 
-CACHE_ENV = "ORB_MD_CACHE"
 DOWNLOAD_TIMEOUT_S = 60.0
+DOWNLOAD_BLOCK = 1 << 20
+LEGACY_CHECKPOINT_DIR = Path.home() / ".cache" / "orb_md" / "checkpoints"
+"""Where orb_md <= 0.1 downloaded to: still read (no second download of the same weights), never written."""
+PUBLISHED_SHA256: Mapping[str, str] = {}
+"""SHA-256 of released checkpoint files by file name. orb-models publishes none (its URLs and file names carry a
+date, not a digest), so downloads are checked for completeness only; add a digest here when one is published."""
 
 
-def cache_dir() -> Path:
-    """Directory holding downloaded checkpoints."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "orb_md" / "checkpoints"))
+def checkpoint_dir() -> Path:
+    """Directory downloaded checkpoints go to: ``$ORB_MD_CACHE/checkpoints``."""
+    return cache_root() / "checkpoints"
 
 
 def checkpoint_path(config: OrbConfig, download: bool = True) -> Path:
@@ -45,28 +58,53 @@ def checkpoint_path(config: OrbConfig, download: bool = True) -> Path:
         return path
     if config.weights_file is None or config.weights_url is None:
         raise CheckpointError(f"model {config.name!r} has no released weights")
-    path = cache_dir() / Path(config.weights_file).name
+    name = Path(config.weights_file).name
+    path = checkpoint_dir() / name
     if path.is_file():
         return path
+    if (LEGACY_CHECKPOINT_DIR / name).is_file():
+        return LEGACY_CHECKPOINT_DIR / name
     hint = (
         f"weights of {config.name} not found at {path}; download {config.weights_url} "
-        f"and put it there (or set ${CACHE_ENV} to the folder holding it, or pass the file path)"
+        f"and put it there (${CACHE_ENV}/checkpoints), or pass the file path"
     )
     if not download:
         raise CheckpointError(hint)
     try:
-        _download(config.weights_url, path)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        download_file(config.weights_url, path, PUBLISHED_SHA256.get(name))
+    except (CheckpointError, urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise CheckpointError(f"{hint}; the download failed: {exc}") from None
     return path
 
 
-def _download(url: str, path: Path) -> None:
+def download_file(url: str, path: Path, sha256: str | None = None) -> None:
+    """Fetch ``url`` into ``path`` through a temporary file in the same folder, renamed only when complete: as
+    long as the server's Content-Length and, if ``sha256`` is given, with that digest (else CheckpointError). An
+    interrupted or failed download leaves nothing behind. A progress bar shows when stderr is a terminal."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-            shutil.copyfileobj(response, tmp)
-    os.replace(tmp.name, path)
+    digest = hashlib.sha256()
+    fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length is not None else None
+            received = 0
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=path.name, disable=not sys.stderr.isatty()) as bar:
+                while block := response.read(DOWNLOAD_BLOCK):
+                    out.write(block)
+                    digest.update(block)
+                    received += len(block)
+                    bar.update(len(block))
+        if expected is not None and received != expected:
+            raise CheckpointError(f"download of {url} stopped after {received} of {expected} bytes; nothing was saved")
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise CheckpointError(
+                f"download of {url} has SHA-256 {digest.hexdigest()}, expected {sha256}; nothing was saved"
+            )
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

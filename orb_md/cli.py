@@ -290,14 +290,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from orb_md import BUNDLED_MODELS, RELEASED_MODELS
-    from orb_md.checkpoints import CACHE_ENV, cache_dir
+    from orb_md.cache import CACHE_ENV
+    from orb_md.checkpoints import checkpoint_dir
     from orb_md.cpus import usable_cpus
 
     import orb_md
 
-    cache = cache_dir()
+    cache = checkpoint_dir()
     print(f"orb_md {_version()} ({Path(orb_md.__file__).parent}), torch {torch.__version__}, python {sys.version.split()[0]}")
-    print(f"checkpoint cache: {cache} (set ${CACHE_ENV} to change){'' if cache.is_dir() else ' — does not exist yet'}")
+    print(f"checkpoint cache: {cache} (${CACHE_ENV}/checkpoints){'' if cache.is_dir() else ' — does not exist yet'}")
     print("released models:")
     for name, config in RELEASED_MODELS.items():
         present = config.weights_file is not None and (cache / Path(config.weights_file).name).is_file()

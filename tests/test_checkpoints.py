@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
 import ase.build
 import pytest
 import torch
 
 from orb_md import CheckpointError, build_model, load_model
 from orb_md.batch import atoms_to_batch, evaluate
-from orb_md.checkpoints import CACHE_ENV, checkpoint_path
+from orb_md.cache import CACHE_ENV, cache_root
+from orb_md.checkpoints import checkpoint_dir, checkpoint_path, download_file
 from orb_md.model.config import BIO_MODEL, model_config
 from tests.orb_reference import orb_models_graph, orb_models_predict, orb_models_twin
 
@@ -43,9 +49,10 @@ def test_load_by_name_from_cache_directory(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     model = build_model("orb-v3-conservative-inf-mpa", seed=4)
     config = model_config("orb-v3-conservative-inf-mpa")
-    torch.save(model.state_dict(), tmp_path / "orb-v3-conservative-inf-mpa-20250404.ckpt")
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(model.state_dict(), tmp_path / "checkpoints" / "orb-v3-conservative-inf-mpa-20250404.ckpt")
     loaded = load_model("orb-v3-conservative-inf-mpa", precision="float32-highest", download=False)
-    assert checkpoint_path(config, download=False).parent == tmp_path
+    assert checkpoint_path(config, download=False).parent == tmp_path / "checkpoints"
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -101,3 +108,73 @@ def test_unknown_name():
         load_model("orb-v4")
     with pytest.raises(Exception, match="unknown Orb-v3 model 'orb-v4'"):  # not the architecture's own weights
         load_model("orb-v4", architecture="orb-md-demo-v1")
+
+
+def test_one_cache_root_shared_with_the_build_scripts(monkeypatch):
+    """$ORB_MD_CACHE is the cache root for Python and for scripts/bootstrap.sh and build_lammps.sh alike, with the
+    same default; checkpoints live in its checkpoints/ folder."""
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert cache_root() == Path.home() / ".cache" / "orb-md"
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    for script in ("bootstrap.sh", "build_lammps.sh"):
+        assert "${ORB_MD_CACHE:-$HOME/.cache/orb-md}" in (scripts / script).read_text(), script
+    monkeypatch.setenv(CACHE_ENV, "/somewhere/else")
+    assert checkpoint_dir() == Path("/somewhere/else/checkpoints")
+
+
+def test_weights_in_the_old_default_folder_are_still_found(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "new"))
+    monkeypatch.setattr("orb_md.checkpoints.LEGACY_CHECKPOINT_DIR", tmp_path / "old")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "orb-v3-direct-20-omat-20250404.ckpt").write_bytes(b"x")
+    path = checkpoint_path(model_config("orb-v3-direct-20-omat"), download=False)
+    assert path == tmp_path / "old" / "orb-v3-direct-20-omat-20250404.ckpt"
+
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+
+
+class _Weights(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD at /whole.ckpt, and at /cut.ckpt announces all of it but stops halfway (a dropped link)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD if self.path == "/whole.ckpt" else PAYLOAD[: len(PAYLOAD) // 2])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def weights_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Weights)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_completes_through_a_temporary_file(tmp_path, weights_server):
+    target = tmp_path / "cache" / "whole.ckpt"
+    download_file(f"{weights_server}/whole.ckpt", target, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    assert target.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in target.parent.iterdir()) == ["whole.ckpt"]
+
+
+def test_interrupted_download_leaves_no_file(tmp_path, weights_server, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr("orb_md.model.config.WEIGHTS_URL", f"{weights_server}/")
+    config = model_config("orb-v3-direct-20-mpa").replace(weights_file="x/cut.ckpt")
+    with pytest.raises(CheckpointError, match="download failed"):
+        checkpoint_path(config)
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_checksum_mismatch_is_a_clear_error_and_saves_nothing(tmp_path, weights_server):
+    target = tmp_path / "whole.ckpt"
+    with pytest.raises(CheckpointError, match="SHA-256 .* expected 0{64}; nothing was saved"):
+        download_file(f"{weights_server}/whole.ckpt", target, sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []

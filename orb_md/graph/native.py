@@ -7,7 +7,7 @@ Both return exactly what the pure-torch path of :mod:`orb_md.graph.knn` returns 
 same order), which stays the TorchScript / CUDA fallback. Work is spread over torch's intra-op threads.
 
 The extension is compiled with ``torch.utils.cpp_extension.load_inline`` (no network needed; needs a C++
-compiler and ninja) into ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/orb-md/torch_extensions``). If the build
+compiler and ninja) into ``$TORCH_EXTENSIONS_DIR`` (default ``$ORB_MD_CACHE/torch_extensions``, :mod:`orb_md.cache`). If the build
 fails, one warning is emitted and the torch path is used. ``ORB_MD_NATIVE_KNN=0`` disables the ops.
 """
 
@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+from orb_md.cache import cache_root
 from orb_md.graph.native_source import SOURCE
 
 _state = {"tried": False, "ok": False}
@@ -27,9 +28,7 @@ PREFILTER_MARGIN = 1e-4
 
 
 def _extensions_dir() -> str:
-    return os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "orb-md", "torch_extensions"
-    )
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or str(cache_root() / "torch_extensions")
 
 
 def _load() -> None:

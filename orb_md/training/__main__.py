@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from orb_md.cache import cache_root
 from orb_md.errors import OrbMDError
 
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="generate the reference data and train the bundled demo model from scratch")
     demo.add_argument("--out", required=True, help="checkpoint to write (a .json sidecar with metrics goes next to it)")
-    demo.add_argument("--cache", default=str(Path.home() / ".cache" / "orb-md" / "training"),
+    demo.add_argument("--cache", default=str(cache_root() / "training"),
                       help="folder for the generated training data (regenerated when missing)")
     demo.add_argument("--epochs", type=int, help="override the number of epochs of stage 1 (training from scratch)")
     demo.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     bio.add_argument("--out", required=True, help="checkpoint to write (a .json sidecar with metrics goes next to it)")
     bio.add_argument("--start", default="orb-md-demo-v1", help="model to fine-tune: bundled name or .ckpt path "
                      "of the demo architecture")
-    bio.add_argument("--cache", default=str(Path.home() / ".cache" / "orb-md" / "training"),
+    bio.add_argument("--cache", default=str(cache_root() / "training"),
                      help="folder for the generated training data (regenerated when missing)")
     bio.add_argument("--epochs", type=int, help="override the number of stage-1 epochs")
     bio.add_argument("--stage-1", help="checkpoint of a finished stage 1 (same data and seed): run stage 2 only, "
