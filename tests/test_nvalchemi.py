@@ -162,3 +162,17 @@ def test_concurrent_first_use_with_empty_kernel_cache(tmp_path):
         _, stderr = worker.communicate(timeout=600)
         assert worker.returncode == 0, stderr[-2000:]
     assert not [p for p in tmp_path.rglob("*") if re.search(r"_p\d+_t\d+$", p.name)]  # no half-built module left
+
+
+@pytest.mark.parametrize("periodic", [True, False], ids=["periodic", "molecule"])
+def test_non_contiguous_inputs_equal_brute_force(periodic, method, one_thread):
+    """Strided views (every other element of positions and pbc, a transposed cell), as every other backend takes."""
+    atoms = random_triclinic(27, 40)
+    atoms.pbc = periodic
+    positions, cell, pbc, system_index = as_inputs(atoms)
+    strided_positions = torch.stack([positions, positions], -1)[..., 0]
+    strided_cell = cell.transpose(1, 2).contiguous().transpose(1, 2)
+    strided_pbc = torch.stack([pbc, pbc], -1)[..., 0]
+    assert not (strided_positions.is_contiguous() or strided_cell.is_contiguous() or strided_pbc.is_contiguous())
+    assert torch.equal(strided_positions, positions) and torch.equal(strided_cell, cell)
+    assert_same_graph((strided_positions, strided_cell, strided_pbc, system_index), 20)

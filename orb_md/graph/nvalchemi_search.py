@@ -7,8 +7,8 @@ TorchScript-able** (Python + Warp), so this backend works in eager mode only and
 
 Adaptations to the search contract of :mod:`orb_md.graph.backends`:
 
-- positions and cells go in as float64 (nvalchemiops computes in the input dtype; the margin of the search
-  radius is meant for float64 rounding);
+- positions and cells go in as contiguous float64 (nvalchemiops computes in the input dtype, and the margin of
+  the search radius is meant for float64 rounding; Warp rejects strided arrays);
 - its neighbour matrix has a fixed width (``capacity``); the true per-atom counts come back with it, so an
   overflow is detected and the call repeated with a wide enough matrix — no pair is ever dropped;
 - its cell list rejects zero-volume cells: the rows of non-periodic directions (often zero for molecules, slabs
@@ -46,9 +46,9 @@ def _search_frame(
     """float64 (positions, cell) with each non-periodic cell row a unit vector orthogonal to the periodic rows.
 
     Its length is the system's extent along that vector plus ``radius``; the system is translated so its atoms
-    start at 0 along it. Fully periodic systems are unchanged."""
-    pos = positions.to(torch.float64)
-    cell64 = cell.to(torch.float64)
+    start at 0 along it. Fully periodic systems are unchanged. Both come back contiguous (Warp takes no strides)."""
+    pos = positions.to(torch.float64).contiguous()
+    cell64 = cell.to(torch.float64).contiguous()
     if bool(pbc.all()):
         return pos, cell64
     periodic = cell64 * pbc.unsqueeze(-1).to(torch.float64)
@@ -107,7 +107,8 @@ class NvalchemiSearch(torch.nn.Module):
         sizes = {"max_atoms_per_system": largest} if method == "batch_naive" else {}
         while True:
             matrix, found, shift_matrix = neighbor_list(
-                pos, self.radius, cell=frame, pbc=pbc, batch_idx=system_index.to(torch.int32), batch_ptr=batch_ptr,
+                pos, self.radius, cell=frame, pbc=pbc.contiguous(), batch_idx=system_index.to(torch.int32).contiguous(),
+                batch_ptr=batch_ptr,
                 method=method, max_neighbors=self.capacity, fill_value=-1, **sizes,
             )
             most = int(found.max())
