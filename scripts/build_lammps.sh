@@ -6,15 +6,20 @@
 #
 #   scripts/build_lammps.sh [--python PY] [--no-mpi] [--jobs N]
 #
-# Source: $LAMMPS_SOURCE_DIR if set (e.g. a git checkout), else Debian's source
-# package lammps=$ORB_MD_LAMMPS_DEB_VERSION from the sid deb-src archive (md5-checked).
-# Debian system packages (cmake, g++, patch, MPICH) are apt-installed when missing and root.
-# The superbuild applies lammps_plugin/patches/*.patch to the source tree (in place, once).
+# Source: $LAMMPS_SOURCE_DIR if set (e.g. a git checkout), else the orig tarball of Debian's
+# source package lammps=$ORB_MD_LAMMPS_DEB_VERSION from the sid deb-src archive (md5-checked),
+# found through a private apt configuration in $ORB_MD_CACHE/apt (/etc/apt is left alone) from
+# $ORB_MD_DEBIAN_MIRROR (default: the system's Debian mirror, else deb.debian.org).
+# Debian system packages (cmake, g++, patch, MPICH) are apt-installed when missing and root
+# (the only change to the system; logged). The superbuild applies lammps_plugin/patches/*.patch
+# to the source tree (in place, once).
 set -euo pipefail
 
 DEB_VERSION="${ORB_MD_LAMMPS_DEB_VERSION:-20260704+dfsg-2}"
 DEB_ORIG_MD5="${ORB_MD_LAMMPS_ORIG_MD5:-b635f5a814b3f8db20d39bf4494b79a2}"
 CACHE="${ORB_MD_CACHE:-$HOME/.cache/orb-md}"
+APT_DIR="$CACHE/apt"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}"
 WITH_MPI=ON
@@ -28,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --python) PY="$2"; shift 2 ;;
     --no-mpi) WITH_MPI=OFF; shift ;;
     --jobs) JOBS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -39,7 +44,7 @@ PY_PREFIX="$("$PY" -c 'import sys; print(sys.prefix)')"
 apt_install() {
   [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null ||
     die "missing system packages: $*  (install them, e.g. sudo apt-get install $*)"
-  log "apt-get install $*"
+  log "installing Debian packages on this system: apt-get install $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 ||
     { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2; } ||
     die "apt-get install $* failed"
@@ -73,23 +78,34 @@ ensure_python_deps() {
   fi
 }
 
-# Debian's orig tarball, downloaded through a deb-src entry for sid that mirrors
-# the URI of the existing Debian apt source. Prints the extracted source tree.
+# Debian's orig tarball, found in sid's source index (private apt configuration, see apt_private),
+# downloaded to a .part file and renamed once its md5 is right. Prints the extracted source tree.
 fetch_debian_source() {
   local upstream="${DEB_VERSION%%-*}" dir="$CACHE/src"
-  local tarball="$dir/lammps_${upstream}.orig.tar.gz" tree="$dir/lammps-${upstream%%+*}"
+  local orig="lammps_${upstream}.orig.tar.gz"
+  local tarball="$dir/$orig" tree="$dir/lammps-${upstream%%+*}"
   mkdir -p "$dir"
   if [[ ! -f "$tree/.orb-md-extracted" ]]; then
     if ! echo "$DEB_ORIG_MD5  $tarball" | md5sum -c --status 2>/dev/null; then
       ensure_sid_sources
-      local listed
-      listed="$(source_record | awk -v f="lammps_${upstream}.orig.tar.gz" '$3 == f {print $1; exit}')"
+      local listed url got
+      listed="$(source_record | awk -v f="$orig" '$3 == f {print $1; exit}')"
       [[ "$listed" == "$DEB_ORIG_MD5" ]] ||
         die "apt lists md5 '${listed:-none}' for lammps=$DEB_VERSION, expected $DEB_ORIG_MD5 (Debian moved on? set LAMMPS_SOURCE_DIR to a LAMMPS checkout)"
-      log "downloading lammps=$DEB_VERSION source from Debian"
-      # the .dsc/.debian.tar.xz may 404 (non-zero exit); only the orig tarball is needed
-      (cd "$dir" && apt-get source --download-only "lammps=$DEB_VERSION" >&2) || true
-      echo "$DEB_ORIG_MD5  $tarball" | md5sum -c --status || die "md5 mismatch or download failed for $tarball"
+      url="$(apt_private apt-get source --print-uris -qq "lammps=$DEB_VERSION" |
+             awk -v f="$orig" '$2 == f {gsub("\047", "", $1); print $1; exit}')"
+      [[ -n "$url" ]] || die "apt-get source --print-uris names no $orig for lammps=$DEB_VERSION"
+      log "downloading $url into $dir"
+      "$PY" -c 'import shutil, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=60) as response, open(sys.argv[2], "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+except OSError as exc:
+    sys.exit(f"build_lammps.sh: {exc}")' "$url" "$tarball.part" ||
+        { rm -f "$tarball.part"; die "download of $url failed (see the line above); or set LAMMPS_SOURCE_DIR"; }
+      got="$(md5sum "$tarball.part" | cut -d' ' -f1)"
+      [[ "$got" == "$DEB_ORIG_MD5" ]] || { rm -f "$tarball.part"; die "downloaded $orig has md5 $got, expected $DEB_ORIG_MD5"; }
+      mv "$tarball.part" "$tarball"
     fi
     rm -rf "$tree" && mkdir -p "$tree"
     tar -xzf "$tarball" -C "$tree" || die "cannot extract $tarball"
@@ -101,21 +117,39 @@ fetch_debian_source() {
 # apt's source record of lammps=$DEB_VERSION (empty when apt does not list it). `apt-cache showsrc`
 # takes no `=version`, so pick the version's paragraph (index(), not a regex: versions contain '+').
 source_record() {
-  apt-cache showsrc lammps 2>/dev/null | awk -v RS= -v v="$DEB_VERSION" 'index($0, "\nVersion: " v "\n")'
+  [[ -f "$APT_DIR/sid-src.list" ]] || return 0
+  apt_private apt-cache showsrc lammps 2>/dev/null | awk -v RS= -v v="$DEB_VERSION" 'index($0, "\nVersion: " v "\n")'
+}
+
+# apt-get/apt-cache reading only $APT_DIR: sid's deb-src entry, its index and caches live there, so
+# neither root nor a change to /etc/apt or /var/lib/apt is needed. As root, apt's download sandbox
+# user could not write under $HOME: downloads then run as root.
+apt_private() {
+  local tool="$1"; shift
+  local options=(-o "Dir::Etc::SourceList=$APT_DIR/sid-src.list" -o "Dir::Etc::SourceParts=$APT_DIR/sources.list.d"
+                 -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR/cache")
+  [[ $(id -u) -ne 0 ]] || options+=(-o "APT::Sandbox::User=root")
+  "$tool" "${options[@]}" "$@"
 }
 
 ensure_sid_sources() {
+  command -v apt-get >/dev/null ||
+    die "apt-get not found: cannot fetch Debian's LAMMPS source; set LAMMPS_SOURCE_DIR to a LAMMPS checkout"
+  [[ -r "$KEYRING" ]] || die "missing $KEYRING (apt-get install debian-archive-keyring); or set LAMMPS_SOURCE_DIR"
+  [[ ! -f /etc/apt/sources.list.d/orb-md-sid-src.sources ]] ||
+    log "note: /etc/apt/sources.list.d/orb-md-sid-src.sources, written by an earlier build_lammps.sh, is no longer used (rm it to restore your apt sources)"
   [[ -n "$(source_record)" ]] && return
-  [[ $(id -u) -eq 0 ]] || die "need root to add a Debian sid deb-src entry (or set LAMMPS_SOURCE_DIR)"
-  local uri
-  uri="$(grep -rhoE 'https?://[^ ]*/debian/?$' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1)"
+  local uri="${ORB_MD_DEBIAN_MIRROR:-}"
+  [[ -n "$uri" ]] ||
+    uri="$(grep -rhoE 'https?://[^ ]*/debian/?$' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1)"
   uri="${uri:-http://deb.debian.org/debian}"
-  log "adding deb-src entry for sid ($uri) and running apt-get update"
-  printf 'Types: deb-src\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$uri" > /etc/apt/sources.list.d/orb-md-sid-src.sources
-  apt-get update -q >&2 || die "apt-get update failed"
+  mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/sources.list.d"
+  printf 'deb-src [signed-by=%s] %s sid main\n' "$KEYRING" "$uri" > "$APT_DIR/sid-src.list"
+  log "reading Debian sid's source index ($uri) into $APT_DIR (private apt configuration; /etc/apt is not changed)"
+  apt_private apt-get update -q --error-on=any >&2 ||
+    die "apt-get update of Debian sid's source index from $uri failed (see above); or set LAMMPS_SOURCE_DIR"
   [[ -n "$(source_record)" ]] ||
-    die "Debian sid no longer has lammps=$DEB_VERSION; set LAMMPS_SOURCE_DIR or ORB_MD_LAMMPS_DEB_VERSION"
+    die "Debian sid has no lammps=$DEB_VERSION (apt-cache showsrc lammps lists the versions); set ORB_MD_LAMMPS_DEB_VERSION or LAMMPS_SOURCE_DIR"
 }
 
 # True when PY's env already holds this build: lmp runs, `lammps` imports
