@@ -1,4 +1,5 @@
-"""The ``orb-md`` command line: ``run`` (batched MD), ``export`` (OpenMM / LAMMPS files), ``bench``, ``info``.
+"""The ``orb-md`` command line: ``run`` (batched MD), ``export`` (OpenMM / LAMMPS files), ``bench``,
+``dimensionality`` (the 0123D benchmark), ``info``.
 
 Errors that come from the user's input (bad files, options, checkpoints) are printed as one line
 ``orb-md: error: ...`` with exit status 2.
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=1, help="quick timing: torch CPU threads")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the suite or report (after --)")
     bench.set_defaults(func=cmd_bench)
+
+    from orb_md.dimensionality.command import add_subcommand as add_dimensionality
+
+    add_dimensionality(sub, _model_options)
 
     info = sub.add_parser("info", help="released models, cache, devices and usable MD engines")
     info.set_defaults(func=cmd_info)

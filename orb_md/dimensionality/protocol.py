@@ -1,0 +1,84 @@
+"""The 0123D protocol: relax every reference geometry with the model, then score it against the reference.
+
+FIRE (batched, :func:`orb_md.relax.relax`) from the reference geometry to a largest force of 40 meV/Å, at
+most 15,000 steps; a structure fails when an atomic force exceeds 10,000 eV/Å, and is fragmented when its
+size across the non-periodic directions exceeds the 0123D limit (checked while it relaxes and at the end).
+Positions only by default (the reference cell is kept, as the metrics compare positions in it); the cell
+along the periodic directions with ``relax_cell``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import ase
+
+from orb_md.dimensionality.dataset import Reference
+from orb_md.dimensionality.fragmentation import SIZE_LIMITS, SIZE_NAMES, is_fragmented, size
+from orb_md.dimensionality.geometry import energy_error_per_atom, geometry_error
+from orb_md.relax import relax
+
+FMAX = 0.04  # eV/Å
+MAX_STEPS = 15_000
+MAX_FORCE = 10_000.0  # eV/Å
+FRAGMENT_EVERY = 100  # steps between fragmentation checks during the relaxation
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The protocol's result for one structure; errors are None unless the relaxation converged intact."""
+
+    name: str
+    dimensionality: int
+    n_atoms: int
+    status: str  # converged, max_steps, blow_up, fragmented or failed (orb_md.relax.STATUSES)
+    steps: int
+    message: str
+    size: float | None  # Å, of the relaxed structure (diameter 0D, width 1D, thickness 2D)
+    reference_size: float | None
+    geometry_error: float | None  # Å, MAE of position components
+    energy_error: float | None  # eV/atom, signed (model minus reference)
+    atoms: ase.Atoms
+
+
+def _size_of(atoms: ase.Atoms) -> float | None:
+    return size(atoms.positions, atoms.cell.array, atoms.pbc)
+
+
+def run_protocol(
+    references: Sequence[Reference],
+    model,
+    *,
+    fmax: float = FMAX,
+    max_steps: int = MAX_STEPS,
+    max_force: float = MAX_FORCE,
+    relax_cell: bool = False,
+    limits: dict[int, float] = SIZE_LIMITS,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Relax all ``references`` together with ``model`` (an OrbModel) and score each one."""
+    def fragmented(atoms: ase.Atoms) -> str | None:
+        d = int(atoms.pbc.sum())  # references carry pbc = their periodic directions
+        value = _size_of(atoms)
+        if is_fragmented(value, d, limits):
+            return f"{SIZE_NAMES[d]} {value:.2f} Å > {limits[d]} Å"
+        return None
+
+    results = relax([r.atoms for r in references], model, fmax=fmax, max_steps=max_steps, relax_cell=relax_cell,
+                    max_force=max_force, fragmented=fragmented, fragment_every=FRAGMENT_EVERY,
+                    labels=[r.name for r in references], progress=progress)
+    outcomes = []
+    for reference, result in zip(references, results):
+        atoms = result.atoms
+        intact = result.status == "converged"
+        outcomes.append(Outcome(
+            name=reference.name, dimensionality=reference.dimensionality, n_atoms=len(reference.atoms),
+            status=result.status, steps=result.steps, message=result.message,
+            size=_size_of(atoms), reference_size=_size_of(reference.atoms),
+            geometry_error=geometry_error(atoms.positions, reference.atoms.positions, reference.atoms.cell.array,
+                                          reference.atoms.pbc) if intact else None,
+            energy_error=energy_error_per_atom(result.energy, reference.energy, len(atoms)) if intact else None,
+            atoms=atoms,
+        ))
+    return outcomes
