@@ -9,7 +9,8 @@ wrapped into the cell along the periodic ones (a lattice translation has no comp
 - 0D *diameter*: the largest distance between two atoms.
 
 Limits (0123D): thickness 7.5 Å, width 12.5 Å, diameter 20 Å; a structure is fragmented when its size is
-larger. They are absolute, as in the paper: a reference already beyond its limit is reported, not judged.
+larger. They are absolute, as in the paper; the report lists each reference's own size beside the relaxed
+one, so a reference already beyond its limit (a thick slab) is visible there.
 """
 
 from __future__ import annotations

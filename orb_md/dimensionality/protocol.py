@@ -4,7 +4,7 @@ FIRE (batched, :func:`orb_md.relax.relax`) from the reference geometry to a larg
 most 15,000 steps; a structure fails when an atomic force exceeds 10,000 eV/Å, and is fragmented when its
 size across the non-periodic directions exceeds the 0123D limit (checked while it relaxes and at the end).
 Positions only by default (the reference cell is kept, as the metrics compare positions in it); the cell
-along the periodic directions with ``relax_cell``.
+along the periodic directions with ``relax_cell`` (molecules and clusters keep theirs: they have none).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_protocol(
             return f"{SIZE_NAMES[d]} {value:.2f} Å > {limits[d]} Å"
         return None
 
-    results = relax([r.atoms for r in references], model, fmax=fmax, max_steps=max_steps, relax_cell=relax_cell,
+    results = relax([r.atoms for r in references], model, fmax=fmax, max_steps=max_steps, relax_cell=[relax_cell and bool(r.atoms.pbc.any()) for r in references],
                     max_force=max_force, fragmented=fragmented, fragment_every=FRAGMENT_EVERY,
                     labels=[r.name for r in references], progress=progress)
     outcomes = []
