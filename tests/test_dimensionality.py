@@ -172,6 +172,12 @@ def test_shipped_set_is_what_the_script_builds():
         assert old.info["uncorrected_energy"] == pytest.approx(new.info["uncorrected_energy"], abs=1e-8)
 
 
+def test_command_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dimensionality", "--help"])
+    assert exit_info.value.code == 0 and "0123D" in capsys.readouterr().out
+
+
 def test_command_end_to_end_with_the_bundled_model(tmp_path, capsys):
     names = ["Cu13-icosahedron", "Cu-wire-001", "Cu-111-3layers", "Cu-vacancy"]
     out = tmp_path / "out"
