@@ -14,7 +14,9 @@ from ase.build import bulk, fcc111, molecule, nanotube
 from scipy.spatial.transform import Rotation
 
 from orb_md.cli import main
-from orb_md.dimensionality import geometry_error, is_fragmented, read_references, size
+from orb_md.dimensionality.dataset import Reference, read_references
+from orb_md.dimensionality.fragmentation import is_fragmented, size
+from orb_md.dimensionality.geometry import geometry_error
 from orb_md.dimensionality.periodicity import make_contiguous, periodic_directions
 from orb_md.dimensionality.reference_set import SHIPPED_SET, build_reference_set
 from orb_md.errors import InputError
@@ -217,8 +219,7 @@ def test_protocol_reports_a_pulled_apart_slab_as_fragmented():
     import torch
 
     from orb_md import load_model
-    from orb_md.dimensionality import run_protocol
-    from orb_md.dimensionality.dataset import Reference
+    from orb_md.dimensionality.protocol import run_protocol
 
     torch.set_num_threads(1)
     intact = fcc111("Cu", (2, 2, 2), a=3.59, vacuum=8.0)

@@ -17,7 +17,7 @@ from orb_md.errors import InputError
 
 def add_subcommand(sub: argparse._SubParsersAction, model_options: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register the subcommand (argument parsing only: the heavy imports wait until it runs)."""
-    from orb_md.dimensionality import protocol
+    from orb_md.dimensionality import parameters as protocol
     from orb_md.dimensionality.dataset import DIMENSION_KEY, ENERGY_KEYS, NAME_KEY
 
     p = sub.add_parser("dimensionality", help="the 0123D benchmark: relax 0D-3D references, score geometry and energy",
@@ -42,7 +42,13 @@ def add_subcommand(sub: argparse._SubParsersAction, model_options: Callable[[arg
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
     import ase.io
+
+    missing = [m for m in ("scipy", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"orb-md dimensionality needs {' and '.join(missing)}: pip install 'orb-md[dimensionality]'")
 
     from orb_md.cli import load_model_from_args
     from orb_md.cpus import set_torch_threads

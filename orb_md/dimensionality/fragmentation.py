@@ -19,9 +19,7 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from orb_md.dimensionality.geometry import lattice_vectors
-
-SIZE_LIMITS = {0: 20.0, 1: 12.5, 2: 7.5}
-"""Å: 0D diameter, 1D width, 2D thickness (no limit for 3D)."""
+from orb_md.dimensionality.parameters import SIZE_LIMITS
 
 SIZE_NAMES = {0: "diameter", 1: "width", 2: "thickness"}
 

@@ -15,13 +15,11 @@ from collections.abc import Sequence
 import ase
 
 from orb_md.dimensionality.dataset import Reference
-from orb_md.dimensionality.fragmentation import SIZE_LIMITS, SIZE_NAMES, is_fragmented, size
+from orb_md.dimensionality.fragmentation import SIZE_NAMES, is_fragmented, size
 from orb_md.dimensionality.geometry import energy_error_per_atom, geometry_error
+from orb_md.dimensionality.parameters import FMAX, MAX_FORCE, MAX_STEPS, SIZE_LIMITS
 from orb_md.relax import relax
 
-FMAX = 0.04  # eV/Å
-MAX_STEPS = 15_000
-MAX_FORCE = 10_000.0  # eV/Å
 FRAGMENT_EVERY = 100  # steps between fragmentation checks during the relaxation
 
 

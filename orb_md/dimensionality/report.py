@@ -82,7 +82,8 @@ def box_plots(outcomes: Sequence[Outcome], path: Path) -> None:
                                                     ("energy_error", 1e3, "energy error [meV/atom]"))):
         data = [[getattr(o, attribute) * scale for o in outcomes
                  if o.dimensionality == d and getattr(o, attribute) is not None] for d in dims]
-        ax.boxplot([values if values else [np.nan] for values in data], tick_labels=[f"{d}D" for d in dims])
+        ax.boxplot([values if values else [np.nan] for values in data])
+        ax.set_xticks(range(1, len(dims) + 1), [f"{d}D" for d in dims])
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[1].axhline(0.0, color="grey", lw=0.8)
