@@ -1,6 +1,7 @@
 """``orb-md dimensionality``: the 0123D protocol on a benchmark file (the shipped EMT set by default).
 
-Writes ``report.md``, ``report.json``, ``errors.png`` (box plots) and ``relaxed.extxyz`` into ``--out``.
+Writes ``report.md``, ``report.json``, ``errors.png`` (box plots), and, as each structure finishes,
+``relaxed.extxyz`` and ``status.csv`` (:class:`orb_md.relax.output.ResultWriter`) into ``--out``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def add_subcommand(sub: argparse._SubParsersAction, model_options: Callable[[arg
     p.add_argument("--max-steps", type=int, default=protocol.MAX_STEPS)
     p.add_argument("--max-force", type=float, default=protocol.MAX_FORCE, help="eV/Å: larger forces fail the structure")
     p.add_argument("--relax-cell", action="store_true", help="also relax the cell along the periodic directions")
+    p.add_argument("--batch", type=int, default=0, help="structures relaxed together (0: all; lower it to bound memory)")
     p.add_argument("--energy-key", help=f"reference total energy key (default: first of {', '.join(ENERGY_KEYS)})")
     p.add_argument("--dimension-key", default=DIMENSION_KEY, help="dimensionality label key (absent: from pbc)")
     p.add_argument("--name-key", default=NAME_KEY, help="structure name key")
@@ -44,8 +46,6 @@ def add_subcommand(sub: argparse._SubParsersAction, model_options: Callable[[arg
 def run(args: argparse.Namespace) -> int:
     import importlib.util
 
-    import ase.io
-
     missing = [m for m in ("scipy", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:
         raise InputError(f"orb-md dimensionality needs {' and '.join(missing)}: pip install 'orb-md[dimensionality]'")
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from orb_md.dimensionality.protocol import run_protocol
     from orb_md.dimensionality.reference_set import SHIPPED_SET
     from orb_md.dimensionality.report import box_plots, markdown, summarize, to_json
+    from orb_md.relax.output import ResultWriter
 
     set_torch_threads(args.threads)
     inputs = args.inputs or [str(SHIPPED_SET)]
@@ -68,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--select: no structure named {', '.join(unknown)}")
         references = [r for r in references if r.name in wanted]
     model = load_model_from_args(args)
+    out = Path(args.out)
+    writer = ResultWriter(out)
     start = time.perf_counter()
     outcomes = run_protocol(references, model, fmax=args.fmax, max_steps=args.max_steps, max_force=args.max_force,
-                            relax_cell=args.relax_cell, progress=not args.no_progress)
+                            relax_cell=args.relax_cell, batch_size=args.batch, on_result=writer,
+                            progress=not args.no_progress)
     elapsed = time.perf_counter() - start
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = summarize(outcomes)
     meta = {"inputs": inputs, "model": args.ckpt or args.model, "fmax": args.fmax, "max_steps": args.max_steps,
             "max_force": args.max_force, "relax_cell": args.relax_cell, "seconds": round(elapsed, 2),
@@ -83,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "report.md").write_text(markdown(summary, outcomes, header))
     (out / "report.json").write_text(to_json(summary, outcomes, meta))
     box_plots(outcomes, out / "errors.png")
-    for o in outcomes:
-        o.atoms.info.update(mat_id=o.name, id_dimension=f"{o.dimensionality}D", status=o.status)
-    ase.io.write(out / "relaxed.extxyz", [o.atoms for o in outcomes], format="extxyz")
     print(markdown(summary, [], header).split("\n\n")[0])
-    print(f"outputs in {out}/ (report.md, report.json, errors.png, relaxed.extxyz)")
+    print(f"outputs in {out}/ (report.md, report.json, errors.png, relaxed.extxyz, status.csv)")
     return 0

@@ -10,7 +10,7 @@ along the periodic directions with ``relax_cell`` (molecules and clusters keep t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ase
 
@@ -18,7 +18,8 @@ from orb_md.dimensionality.dataset import Reference
 from orb_md.dimensionality.fragmentation import SIZE_NAMES, is_fragmented, size
 from orb_md.dimensionality.geometry import energy_error_per_atom, geometry_error
 from orb_md.dimensionality.parameters import FMAX, MAX_FORCE, MAX_STEPS, SIZE_LIMITS
-from orb_md.relax import relax
+from orb_md.errors import InputError
+from orb_md.relax import RelaxResult, relax
 
 FRAGMENT_EVERY = 100  # steps between fragmentation checks during the relaxation
 
@@ -53,9 +54,19 @@ def run_protocol(
     max_force: float = MAX_FORCE,
     relax_cell: bool = False,
     limits: dict[int, float] = SIZE_LIMITS,
+    batch_size: int = 0,
+    on_result: Callable[[RelaxResult], None] | None = None,
     progress: bool = True,
 ) -> list[Outcome]:
-    """Relax all ``references`` together with ``model`` (an OrbModel) and score each one."""
+    """Relax ``references`` with ``model`` (an OrbModel), ``batch_size`` structures at a time (0: all in one
+    batch), and score each one. ``on_result`` gets each relaxation result as it finishes (e.g.
+    :class:`orb_md.relax.output.ResultWriter`)."""
+    if batch_size < 0:
+        raise InputError(f"batch_size must not be negative, got {batch_size}")
+    step = batch_size or max(len(references), 1)
+    references = list(references)
+    results = []
+
     def fragmented(atoms: ase.Atoms) -> str | None:
         d = int(atoms.pbc.sum())  # references carry pbc = their periodic directions
         value = _size_of(atoms)
@@ -63,9 +74,12 @@ def run_protocol(
             return f"{SIZE_NAMES[d]} {value:.2f} Å > {limits[d]} Å"
         return None
 
-    results = relax([r.atoms for r in references], model, fmax=fmax, max_steps=max_steps, relax_cell=[relax_cell and bool(r.atoms.pbc.any()) for r in references],
-                    max_force=max_force, fragmented=fragmented, fragment_every=FRAGMENT_EVERY,
-                    labels=[r.name for r in references], progress=progress)
+    for start in range(0, len(references), step):
+        chunk = references[start:start + step]
+        results += relax([r.atoms for r in chunk], model, fmax=fmax, max_steps=max_steps, max_force=max_force,
+                         relax_cell=[relax_cell and bool(r.atoms.pbc.any()) for r in chunk],
+                         fragmented=fragmented, fragment_every=FRAGMENT_EVERY, labels=[r.name for r in chunk],
+                         on_result=on_result, progress=progress)
     outcomes = []
     for reference, result in zip(references, results):
         atoms = result.atoms
