@@ -18,6 +18,7 @@ import ase.io
 import numpy as np
 from ase.build import bulk, fcc100, fcc110, fcc111, graphene, graphene_nanoribbon, molecule, nanotube
 from ase.calculators.emt import EMT
+from ase.data import atomic_numbers
 from ase.cluster import Decahedron, Icosahedron, Octahedron
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
@@ -63,7 +64,7 @@ def _vacancy(symbol: str, a: float, repeat: tuple[int, int, int]) -> ase.Atoms:
 
 def _substitution(host: str, guest: str, a: float) -> ase.Atoms:
     crystal = bulk(host, "fcc", a=a, cubic=True).repeat((2, 2, 1))
-    crystal.numbers[0] = ase.data.atomic_numbers[guest]
+    crystal.numbers[0] = atomic_numbers[guest]
     return crystal
 
 
