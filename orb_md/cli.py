@@ -1,4 +1,5 @@
-"""The ``orb-md`` command line: ``run`` (batched MD), ``export`` (OpenMM / LAMMPS files), ``bench``, ``info``.
+"""The ``orb-md`` command line: ``run`` (batched MD), ``relax`` (batched FIRE), ``export`` (OpenMM / LAMMPS files), ``bench``, ``info``.
+``dimensionality``: the 0123D benchmark (orb_md/dimensionality/command.py).
 
 Errors that come from the user's input (bad files, options, checkpoints) are printed as one line
 ``orb-md: error: ...`` with exit status 2.
@@ -72,6 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: OMP_NUM_THREADS if set, else one per usable CPU: affinity mask, cgroup quota)")
     run.set_defaults(func=cmd_run)
 
+    relax = sub.add_parser("relax", help="relax many structures together with batched FIRE (one model call per step)",
+                           description="Relax every structure of the inputs with FIRE (ASE's parameters and convergence "
+                           "test), all in one batch; with --relax-cell also the cell along the periodic directions "
+                           "(ASE's FrechetCellFilter). FixAtoms constraints are honoured. Writes OUT/relaxed.extxyz "
+                           "(energy, forces, stress, status) and OUT/status.csv as each system finishes.")
+    relax.add_argument("inputs", nargs="+", help="structure files (any ASE-readable format, all frames) or ASE databases")
+    _model_options(relax)
+    relax.add_argument("--fmax", type=float, default=0.05, help="convergence: largest force, eV/Å (default 0.05)")
+    relax.add_argument("--steps", type=int, default=1000, help="most FIRE steps per structure")
+    relax.add_argument("--relax-cell", action="store_true", help="relax the cell too (structures with no periodic "
+                       "direction then fail with a message)")
+    relax.add_argument("--max-force", type=float, default=None, help="stop a structure as blow_up when a force exceeds this, eV/Å")
+    relax.add_argument("-o", "--out", default="relax_out", help="output directory")
+    relax.add_argument("--no-progress", action="store_true", help="no progress bar")
+    relax.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as orb-md run)")
+    relax.set_defaults(func=cmd_relax)
+
     export = sub.add_parser("export", help="write a model file for OpenMM (TorchScript) or LAMMPS (ML-IAP)",
                             description="Export a model for an MD engine. openmm: a TorchScript module for openmm-torch's "
                             "TorchForce, specialised to the atoms of --structure. lammps: an ML-IAP unified file.")
@@ -97,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=1, help="quick timing: torch CPU threads")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the suite or report (after --)")
     bench.set_defaults(func=cmd_bench)
+
+    from orb_md.dimensionality.command import add_subcommand as add_dimensionality
+
+    add_dimensionality(sub, _model_options)
 
     info = sub.add_parser("info", help="released models, cache, devices and usable MD engines")
     info.set_defaults(func=cmd_info)
@@ -214,6 +236,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     rate = atoms * args.steps / elapsed if elapsed > 0 else float("nan")
     print(f"{state.n_systems} systems, {atoms} atoms, {args.steps} steps in {elapsed:.1f} s "
           f"({rate:.0f} atom-steps/s); outputs in {out}/ (thermo/, traj/, restart.pt, *.png)")
+    return 0
+
+
+def cmd_relax(args: argparse.Namespace) -> int:
+    from orb_md.cpus import set_torch_threads
+    from orb_md.relax import relax
+    from orb_md.relax.output import ResultWriter
+
+    set_torch_threads(args.threads)
+    structures, labels = read_structures(args.inputs)
+    model = load_model_from_args(args)
+    writer = ResultWriter(args.out)
+    start = time.perf_counter()
+    results = relax(structures, model, fmax=args.fmax, max_steps=args.steps, relax_cell=args.relax_cell,
+                    max_force=args.max_force, labels=labels, on_result=writer, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    for r in results:
+        print(f"{r.label}: {r.status}, {r.steps} steps, E = {r.energy:.6f} eV, fmax = {r.fmax:.4g} eV/Å"
+              f"{'; ' + r.message if r.message else ''}")
+    counts = {status: sum(r.status == status for r in results) for status in dict.fromkeys(r.status for r in results)}
+    print(f"{len(results)} structures in {elapsed:.1f} s ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+          f"outputs in {writer.dir}/ (relaxed.extxyz, status.csv)")
     return 0
 
 
