@@ -22,6 +22,7 @@ from orb_md.calculator import OrbCalculator
 from orb_md.cli import main
 from orb_md.phonons import batched_forces, compute_phonons, frequencies
 from orb_md.training.reference_data import _emt_lattice_constant
+from tests.benchmark_scripts import load_benchmark
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
@@ -213,3 +214,17 @@ def test_command_rejects_a_molecule(tmp_path, capsys):
     assert main(["phonons", str(tmp_path / "water.xyz"), "-m", NAME]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "periodic in all three directions" in error[0]
+
+
+def test_command_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["phonons", "--help"])
+    assert exit_info.value.code == 0
+    assert "--supercell" in capsys.readouterr().out
+
+
+def test_benchmark_times_both_paths_on_the_same_displacements(model):
+    row = load_benchmark("bench_phonons").measure(model, copper(), 2, True, repeats=1, max_atoms=0)
+    assert (row["atoms"], row["displacements"]) == (32, 2)
+    assert min(row["batched_s"], row["compute_phonons_s"], row["loop_s"]) > 0
+    assert row["speedup"] == pytest.approx(row["loop_s"] / row["batched_s"])
