@@ -1,5 +1,5 @@
-"""The ``orb-md`` command line: ``run`` (batched MD), ``relax`` (batched FIRE), ``export`` (OpenMM / LAMMPS files), ``bench``, ``info``.
-``dimensionality``: the 0123D benchmark (orb_md/dimensionality/command.py).
+"""The ``orb-md`` command line: ``run`` (batched MD), ``relax`` (batched FIRE), ``dimensionality`` (the 0123D
+benchmark, orb_md/dimensionality/command.py), ``phonons``, ``export`` (OpenMM / LAMMPS files), ``bench``, ``info``.
 
 Errors that come from the user's input (bad files, options, checkpoints) are printed as one line
 ``orb-md: error: ...`` with exit status 2.
@@ -89,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     relax.add_argument("--no-progress", action="store_true", help="no progress bar")
     relax.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as orb-md run)")
     relax.set_defaults(func=cmd_relax)
+    phonons = sub.add_parser("phonons", help="finite-displacement phonons (phonopy), displaced supercells batched",
+                             description="Phonons of one crystal: phonopy's displaced supercells evaluated together, "
+                             "force constants, band structure and DOS plots, summary.json (Γ frequencies, the "
+                             "rotational gradient). Needs orb-md[phonons].")
+    phonons.add_argument("input", help="structure file (one 3D-periodic structure)")
+    _model_options(phonons)
+    phonons.add_argument("--supercell", type=int, nargs=3, default=(2, 2, 2), metavar=("NA", "NB", "NC"))
+    phonons.add_argument("--distance", type=float, default=0.01, help="displacement, Å")
+    phonons.add_argument("--plusminus", choices=("auto", "true", "false"), default="auto",
+                         help="phonopy's is_plusminus: displace both ways (true), one way (false), or as symmetry needs")
+    phonons.add_argument("--max-atoms-per-batch", type=int, default=0, help="atoms per model call (0: all at once)")
+    phonons.add_argument("-o", "--out", default="phonons_out", help="output directory")
+    phonons.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as orb-md run)")
+    phonons.set_defaults(func=cmd_phonons)
 
     export = sub.add_parser("export", help="write a model file for OpenMM (TorchScript) or LAMMPS (ML-IAP)",
                             description="Export a model for an MD engine. openmm: a TorchScript module for openmm-torch's "
@@ -258,6 +272,23 @@ def cmd_relax(args: argparse.Namespace) -> int:
     counts = {status: sum(r.status == status for r in results) for status in dict.fromkeys(r.status for r in results)}
     print(f"{len(results)} structures in {elapsed:.1f} s ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
           f"outputs in {writer.dir}/ (relaxed.extxyz, status.csv)")
+def cmd_phonons(args: argparse.Namespace) -> int:
+    from orb_md.cpus import set_torch_threads
+    from orb_md.phonons import compute_phonons, write_outputs
+
+    structures, _ = read_structures([args.input])
+    if len(structures) != 1:
+        raise InputError(f"{args.input} holds {len(structures)} structures; phonons take one")
+    set_torch_threads(args.threads)
+    model = load_model_from_args(args)
+    plusminus = {"auto": "auto", "true": True, "false": False}[args.plusminus]
+    result = compute_phonons(model, structures[0], args.supercell, distance=args.distance, is_plusminus=plusminus,
+                             max_atoms_per_batch=args.max_atoms_per_batch)
+    summary = write_outputs(result, args.out)
+    gamma = ", ".join(f"{f:.3g}" for f in summary["gamma_frequencies_THz"])
+    print(f"{summary['displacements']} displaced supercells of {summary['atoms_in_supercell']} atoms in "
+          f"{summary['model_calls']} model call(s); Γ frequencies [THz]: {gamma}; rotational gradient "
+          f"{summary['rotational_gradient_norm_eV']:.3g} eV; outputs in {args.out}/ (bands.png, dos.png, summary.json)")
     return 0
 
 
