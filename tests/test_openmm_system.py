@@ -186,11 +186,39 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:2])
 
 
+FRESH_CHILD = """
+import sys
+import numpy as np
+import openmm, openmm.unit as unit
+assert "vesin_torch" not in sys.modules
+from orb_md_openmm.serialization import deserialize
+system = deserialize(open(sys.argv[1]).read())
+context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+context.setPositions(np.load(sys.argv[2]))
+print(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+"""
+
+
+def test_deserialize_in_a_fresh_process(water_box: app.Modeller, tmp_path: Path) -> None:
+    """A process that has built no model reads the System back: the TorchScript module holds
+    vesin-torch's class, which orb_md_openmm registers before loading it."""
+    system = MLPotential("orb_md/orb-v3-direct-20-omat").createSystem(water_box.topology, model=tiny("orb-v3-direct-20-omat"))
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    np.save(tmp_path / "positions.npy", _nm(water_box.positions))
+    child = subprocess.run(
+        [sys.executable, "-c", FRESH_CHILD, str(tmp_path / "system.xml"), str(tmp_path / "positions.npy")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert child.returncode == 0, f"deserialize failed in a fresh process (exit status {child.returncode}):\n{child.stderr[-2000:]}"
+    assert float(child.stdout.split()[-1]) == pytest.approx(_energy_forces(system, water_box.positions)[0], rel=1e-12)
+
+
 NATIVE_CHILD = """
 import sys
 import torch, openmm, openmm.unit as unit  # torch first: openmm-torch's kernels link it
 import numpy as np
 import openmmtorch
+import orb_md_openmm.force  # registers the TorchScript classes orb_md's modules hold (documented requirement)
 system = openmm.XmlSerializer.deserialize(open(sys.argv[1]).read())
 context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
 context.setPositions(np.load(sys.argv[2]))

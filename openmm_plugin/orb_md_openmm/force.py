@@ -17,6 +17,7 @@ from openmmtorch import TorchForce
 from orb_md_openmm.common import (
     evaluator_inputs, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers, wrap_evaluator,
 )
+from orb_md.graph.vesin_search import vesin_available
 from orb_md_openmm.module import CapturableOrbEvaluator
 
 __all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]
@@ -38,6 +39,10 @@ def _load_torch_kernels() -> None:
 
 
 _load_torch_kernels()
+# orb_md's scripted modules hold vesin-torch's TorchScript class (the neighbour search): registering it here lets a
+# process load such a module (orb_md_openmm.serialization.deserialize, or openmm.XmlSerializer.deserialize with an
+# openmm-torch that does not crash) without having built one first.
+vesin_available()
 
 
 def build_module(

@@ -11,7 +11,11 @@ no way of saving the module avoids it.
 :func:`deserialize` rebuilds each TorchForce element in Python from the fields openmm-torch's
 proxy writes (hex-encoded TorchScript archive, force group, periodicity, forces output, global
 parameters, parameter derivatives, properties) and hands every other element to OpenMM, keeping
-the order of the forces.
+the order of the forces. Importing this module (through :mod:`orb_md_openmm.force`) registers the
+TorchScript classes orb_md's modules hold (vesin-torch's neighbour list), so a fresh process can load
+them; a process calling ``openmm.XmlSerializer.deserialize`` itself (with an openmm-torch that does
+not crash) must ``import orb_md_openmm.force`` first, or torch reports ``Unknown type name
+'__torch__.torch.classes.vesin._NeighborList'``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import openmm
 import torch
 
 from orb_md.errors import InputError
-from orb_md_openmm.force import TorchForce  # (importing force.py also loads openmm-torch's kernels)
+from orb_md_openmm.force import TorchForce  # (importing force.py also loads openmm-torch's kernels and vesin's class)
 
 __all__ = ["deserialize"]
 
