@@ -191,13 +191,13 @@ def villin_amber_rmsd():
     return topology, positions, _peptide_md(amber, topology, positions)[0]
 
 
-def test_solvated_peptide_stays_folded_in_openmm_torchforce(villin_amber_rmsd):
+def test_solvated_peptide_stays_intact_in_openmm_torchforce(villin_amber_rmsd):
     """Villin's first five residues with their first water shell (non-periodic, a training window): all forces
-    from orb_md's TorchForce (no force field), 10 ps at 300 K. The peptide stays in one piece (no heavy-atom bond
-    ever 20 % off its start length) and folded-ish: its heavy-atom RMSD stays below 2 Å, as it does for the
-    reference potential in the same protocol and seed (amber14, one thread: 1.77 Å, 2026-12-03). Only the bio
-    model runs it (10 min on 2 cores): orb-md-demo-v1 reaches NaN coordinates (model card), which its two cheaper
-    peptide checks above show."""
+    from orb_md's TorchForce (no force field), 10 ps at 300 K. The peptide stays finite and in one piece (no
+    heavy-atom bond ever 20 % off its start length). Whether it stays folded is not claimed: one trajectory cannot
+    decide it (issue 25; the RMSDs of both potentials are printed, the model card gives the measured ones). Only
+    the bio model runs it (10 min on 2 cores): orb-md-demo-v1 reaches NaN coordinates (model card), which its two
+    cheaper peptide checks above show."""
     from openmmml import MLPotential
 
     model = _model(NAME)
@@ -205,6 +205,4 @@ def test_solvated_peptide_stays_folded_in_openmm_torchforce(villin_amber_rmsd):
     ours, stretch = _peptide_md(MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model), topology, positions)
     print(f"{NAME}: peptide heavy-atom RMSD max: amber14 {reference.max():.2f} Å, model {ours.max():.2f} Å "
           f"(mean {reference.mean():.2f}, {ours.mean():.2f}); largest heavy-atom bond change {stretch.max():.3f}")
-    assert reference.max() < 2.0, reference.max()  # the reference potential keeps the peptide folded here
     assert np.all(np.isfinite(ours)) and stretch.max() < 0.2, stretch.max()
-    assert ours.max() < 2.0, (ours.max(), reference.max())
