@@ -93,8 +93,11 @@ def relax(
     if not fmax > 0 or max_steps < 0 or (max_force is not None and not max_force > 0) or fragment_every < 0:
         raise InputError(f"fmax and max_force must be positive and max_steps, fragment_every not negative; got "
                          f"fmax={fmax}, max_steps={max_steps}, max_force={max_force}, fragment_every={fragment_every}")
-    flags = [bool(relax_cell)] * len(structures) if isinstance(relax_cell, (bool, np.bool_)) else list(map(bool, relax_cell))
-    labels = list(labels) if labels is not None else [f"{i:03d}_{a.get_chemical_formula()}" for i, a in enumerate(structures)]
+    single = isinstance(relax_cell, (bool, np.bool_))
+    flags = [bool(relax_cell)] * len(structures) if single else [bool(flag) for flag in relax_cell]
+    if labels is None:
+        labels = [f"{i:03d}_{atoms.get_chemical_formula()}" for i, atoms in enumerate(structures)]
+    labels = list(labels)
     if len(flags) != len(structures) or len(labels) != len(structures):
         raise InputError(f"{len(structures)} structures but {len(flags)} relax_cell flags and {len(labels)} labels")
     forcefield = model if isinstance(model, ForceField) else ForceField(model, skin=skin, chunk=chunk)
@@ -122,7 +125,8 @@ def _plan(atoms: ase.Atoms, relax_cell: bool, model: OrbModel, exp_cell_factor: 
         free[constraint.get_indices()] = False
     if not relax_cell:
         if not free.any():
-            raise InputError(f"all {len(atoms)} atoms are fixed (FixAtoms) and the cell is not relaxed: nothing to relax")
+            raise InputError(f"all {len(atoms)} atoms are fixed (FixAtoms) and the cell is not relaxed: "
+                             "nothing to relax")
         return _Plan(atoms, free, atoms.cell.array.copy(), np.zeros(3, bool), np.zeros((3, 3)), float(len(atoms)))
     cell, replaced = working_cell(atoms.cell.array, atoms.pbc)
     factor = float(len(atoms)) if exp_cell_factor is None else float(exp_cell_factor)
@@ -134,8 +138,10 @@ def _plan(atoms: ase.Atoms, relax_cell: bool, model: OrbModel, exp_cell_factor: 
 class _Run:
     """The relaxation loop and the bookkeeping of finished systems."""
 
-    def __init__(self, structures, labels, forcefield, fire, fmax, max_steps, max_force, fragmented,
-                 fragment_every, on_result, progress) -> None:
+    def __init__(self, structures: list[ase.Atoms], labels: list[str], forcefield: ForceField,
+                 fire: FireParameters, fmax: float, max_steps: int, max_force: float | None,
+                 fragmented: Callable[[ase.Atoms], str | None] | None, fragment_every: int,
+                 on_result: Callable[[RelaxResult], None] | None, progress: bool) -> None:
         self.structures, self.labels, self.forcefield, self.fire = structures, labels, forcefield, fire
         self.fmax, self.max_steps, self.max_force = fmax, max_steps, max_force
         self.fragmented, self.fragment_every, self.on_result = fragmented, fragment_every, on_result
@@ -190,10 +196,10 @@ class _Run:
         finite &= torch.isfinite(batch.energy) & torch.isfinite(batch.stress).all(1) & torch.isfinite(fmax)
         largest = _row_max(torch.linalg.vector_norm(batch.forces, dim=1), batch.system_index, n)
         keep = torch.ones(n, dtype=torch.bool)
-        steps = batch.steps.tolist()
+        steps, finite, largest, fmaxes = batch.steps.tolist(), finite.tolist(), largest.tolist(), fmax.tolist()
         for b in range(n):
-            step = steps[b]
-            if not bool(finite[b]):
+            step, fmax_b = steps[b], fmaxes[b]
+            if not finite[b]:
                 if previous is None:
                     index = batch.indices[b]
                     self.finish(RelaxResult(self.structures[index].copy(), "blow_up", 0, math.nan, math.nan,
@@ -204,16 +210,16 @@ class _Run:
                     self.finish(self._result(before, b, "blow_up", float(before_fmax[b]),
                                              f"non-finite energy, forces or stress after step {step}; "
                                              f"the structure of step {step - 1} is returned"))
-            elif self.max_force is not None and float(largest[b]) > self.max_force:
-                self.finish(self._result(batch, b, "blow_up", float(fmax[b]),
-                                         f"force {float(largest[b]):.4g} eV/Å above max_force {self.max_force:g} "
+            elif self.max_force is not None and largest[b] > self.max_force:
+                self.finish(self._result(batch, b, "blow_up", fmax_b,
+                                         f"force {largest[b]:.4g} eV/Å above max_force {self.max_force:g} "
                                          f"at step {step}"))
-            elif float(fmax[b]) < self.fmax or step >= self.max_steps:
-                status = "converged" if float(fmax[b]) < self.fmax else "max_steps"
-                message = "" if status == "converged" else f"fmax {float(fmax[b]):.4g} eV/Å after {step} steps"
-                self.finish(self._checked(self._result(batch, b, status, float(fmax[b]), message)))
+            elif fmax_b < self.fmax or step >= self.max_steps:
+                status = "converged" if fmax_b < self.fmax else "max_steps"
+                message = "" if status == "converged" else f"fmax {fmax_b:.4g} eV/Å after {step} steps"
+                self.finish(self._checked(self._result(batch, b, status, fmax_b, message)))
             elif self.fragmented and self.fragment_every and step % self.fragment_every == 0:
-                result = self._result(batch, b, "fragmented", float(fmax[b]), "")
+                result = self._result(batch, b, "fragmented", fmax_b, "")
                 reason = self.fragmented(result.atoms)
                 if not reason:
                     continue
