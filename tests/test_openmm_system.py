@@ -145,6 +145,21 @@ def test_mixed_system_energy_is_mm_rest_plus_ml_subset(water_box: app.Modeller) 
     assert _energy_forces(mixed, water_box.positions)[0] == pytest.approx(mm_rest + ml_energy, rel=1e-6)
 
 
+
+def test_mixed_system_takes_the_box_of_a_periodic_system(water_box: app.Modeller) -> None:
+    """A topology without box vectors and a periodic (PME) MM System: the ML part uses the System's default box,
+    as openmm-ml users expect, and gives the same energy as with the boxed topology."""
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    mm = forcefield.createSystem(water_box.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.35 * unit.nanometer, rigidWater=False)
+    boxless = copy.copy(water_box.topology)
+    boxless.setPeriodicBoxVectors(None)
+    assert boxless.getPeriodicBoxVectors() is None and water_box.topology.getPeriodicBoxVectors() is not None
+    model, potential = tiny("orb-v3-direct-20-omat"), MLPotential("orb_md/orb-v3-direct-20-omat")
+    with_box = potential.createMixedSystem(water_box.topology, mm, [0, 1, 2], model=model, forceGroup=1)
+    without_box = potential.createMixedSystem(boxless, mm, [0, 1, 2], model=model, forceGroup=1)
+    want = _energy_forces(with_box, water_box.positions, groups={1})
+    _assert_close(_energy_forces(without_box, water_box.positions, groups={1}), want, rel=1e-12)
+
 @pytest.mark.parametrize("implementation", ["torchforce", "pythonforce"])
 def test_xml_round_trip(water_box: app.Modeller, implementation: str) -> None:
     system = MLPotential("orb_md/orb-v3-direct-20-omat").createSystem(

@@ -42,7 +42,8 @@ class OrbMDPotentialImpl(MLPotentialImpl):
       running inside OpenMM) or ``"pythonforce"`` (OpenMM core ``PythonForce``; host round trip
       per step, no openmm-torch needed).
     - ``precision``: "float32-high" (default), "float32-highest", "float64" (loaded models only).
-    - ``periodic``: default = topology has a box (or the System is periodic); True without a box is an error.
+    - ``periodic``: default = topology has a box (or the System is periodic); a box-less topology then takes the
+      System's default box. True with neither a topology box nor a periodic System is an error.
     - ``charge`` (total charge in e, OMol models only, default 0), ``multiplicity`` (2S+1, OMol only, default 1).
     - ``cudaGraphs`` (bool, default False, torchforce only): a CUDA-graph-ready module with a fixed-capacity graph;
       ``binCapacity`` and ``candidateCapacity`` (int, 0: defaults) raise its capacities (see
@@ -82,7 +83,7 @@ class OrbMDPotentialImpl(MLPotentialImpl):
             raise ImportError(f"MLPotential('orb_md/{self.model}') needs torch, openmmtorch and orb_md: {err}") from err
         if periodic is None:
             periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
-        elif periodic and topology.getPeriodicBoxVectors() is None and system.usesPeriodicBoundaryConditions():
+        if periodic and topology.getPeriodicBoxVectors() is None and system.usesPeriodicBoundaryConditions():
             topology = _with_box(topology, system)
         source = self.model if model is None else model
         architecture = None if model is None or not isinstance(model, (str, Path)) else self.model
