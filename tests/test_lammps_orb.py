@@ -438,3 +438,17 @@ def test_untrained_element_warns_once_at_the_first_force_call(tmp_path):
     out = run_lmp(tmp_path, script)
     assert out.count("UntrainedElementWarning") == 1, out[-3000:]
     assert "orb-md-demo-v1 was not trained on U (Z=92)" in out
+
+
+def test_data_pointer_is_read_only_from_the_couplings_own_type():
+    """The adapter reads MLIAPData* from the coupling object's memory: any other object (another build, a
+    Kokkos-less stand-in, a user's object) is refused with a clear error before anything is read."""
+    from orb_md_lammps.graph import OrbLammpsError
+    from orb_md_lammps.unified import _data_pointer
+
+    class MLIAPDataPy:  # right name, wrong module and layout
+        pass
+
+    for impostor in (object(), MLIAPDataPy(), np.zeros(3)):
+        with pytest.raises(OrbLammpsError, match="ML-IAP Python coupling is not supported"):
+            _data_pointer(impostor)

