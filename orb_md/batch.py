@@ -12,6 +12,7 @@ import torch
 from orb_md.errors import InputError
 from orb_md.graph import neighbor_list
 from orb_md.model.orb import OrbModel, edge_vectors
+from orb_md.training_elements import warn_untrained_elements
 
 MAX_ATOMIC_NUMBER = 117  # Z+1 must index the covalent radii (ZBL) and Z the one-hot reference
 MIN_DISTANCE = 0.01  # Å; closer atoms are treated as overlapping
@@ -113,7 +114,9 @@ def build_graph(model: OrbModel, batch: SystemBatch) -> tuple[torch.Tensor, torc
 def evaluate(
     model: OrbModel, batch: SystemBatch, forces: bool = True, stress: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Run the model on a batch (graph built here); outputs as documented by OrbModel."""
+    """Run the model on a batch (graph built here); outputs as documented by OrbModel. Warns once per element the
+    model was not trained on (the ASE calculator, phonons and every other caller of this function)."""
+    warn_untrained_elements(model, batch.atomic_numbers)
     senders, receivers, shifts = build_graph(model, batch)
     charge_spin = model.config.charge_spin
     with torch.set_grad_enabled(model.conservative and (forces or stress)):

@@ -10,7 +10,6 @@ from orb_md.batch import atoms_to_batch, evaluate
 from orb_md.checkpoints import load_model
 from orb_md.errors import InputError
 from orb_md.model.orb import OrbModel
-from orb_md.training_elements import warn_untrained_elements
 
 
 class OrbCalculator(Calculator):
@@ -49,7 +48,6 @@ class OrbCalculator(Calculator):
         parameter = next(self.model.parameters())
         if self.model.config.charge_spin:
             self._require_charge_spin(self.atoms)
-        warn_untrained_elements(self.model, self.atoms.numbers)
         batch = atoms_to_batch(
             [self.atoms], dtype=parameter.dtype, device=parameter.device, charge=self.charge, spin=self.spin
         )

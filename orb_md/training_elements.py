@@ -2,9 +2,9 @@
 
 orb_md's own models (the bundled demo models, models written by :mod:`orb_md.training`) list their training
 elements in the JSON sidecar next to the checkpoint (``"elements": ["H", "C", ...]``). Their embeddings of
-other elements are untrained, so they answer silently with numbers that mean nothing; each entry point (ASE
-calculator, ``orb-md run``, OpenMM forces, LAMMPS export) calls :func:`warn_untrained_elements`, which warns
-once per model and element. Released Orb-v3 models cover Z = 1..117 (outside: an error, :mod:`orb_md.batch`).
+other elements are untrained, so they answer silently with numbers that mean nothing; each entry point
+(:func:`orb_md.batch.evaluate`, which the ASE calculator and phonons use; ``orb-md run``, OpenMM forces, LAMMPS
+export) calls :func:`warn_untrained_elements`, which warns once per model and element. Released Orb-v3 models cover Z = 1..117 (outside: an error, :mod:`orb_md.batch`).
 """
 
 from __future__ import annotations

@@ -86,6 +86,19 @@ def test_ase_calculator_warns_once_naming_element_and_model(demo):
     assert DEMO in messages[0] and "U (Z=92)" in messages[0]
 
 
+
+def test_phonons_warn_once_naming_element_and_model():
+    """Phonons evaluate the displaced supercells in batched model calls, not through the calculator: the
+    warning comes from the shared evaluation all the same (a fresh model: warnings are once per model)."""
+    from orb_md.phonons import compute_phonons
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compute_phonons(load_model(DEMO, precision="float64"), uranium(), (1, 1, 1))
+    messages = _untrained(caught)
+    assert len(messages) == 1, messages
+    assert DEMO in messages[0] and "U (Z=92)" in messages[0]
+
 def test_trained_elements_and_models_without_a_list_give_no_warning(demo):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
