@@ -92,6 +92,13 @@ def voigt(tensor: torch.Tensor) -> torch.Tensor:
     )
 
 
+def voigt_to_matrix(stress: torch.Tensor) -> torch.Tensor:
+    """(B, 6) in the order of :func:`voigt` -> (B, 3, 3) symmetric (its inverse on symmetric tensors)."""
+    xx, yy, zz, yz, xz, xy = stress.unbind(1)
+    return torch.stack([torch.stack([xx, xy, xz], 1), torch.stack([xy, yy, yz], 1),
+                        torch.stack([xz, yz, zz], 1)], 1)
+
+
 def periodic_volume(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     """|det(cell)| for systems with at least one periodic direction, 0 otherwise."""
     volume = torch.linalg.det(cell).abs()

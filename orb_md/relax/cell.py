@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from orb_md.errors import InputError
+from orb_md.model.orb import voigt_to_matrix
 
 
 def strain_mask(pbc: np.ndarray) -> np.ndarray:
@@ -47,13 +48,6 @@ def working_cell(cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndar
         raise InputError(f"cell vectors are not independent (cell {cell.round(4).tolist()}); the cell filter needs "
                          "a cell of non-zero volume")
     return cell, replaced
-
-
-def voigt_to_matrix(stress: torch.Tensor) -> torch.Tensor:
-    """(B, 6) Voigt xx, yy, zz, yz, xz, xy -> (B, 3, 3) symmetric."""
-    xx, yy, zz, yz, xz, xy = stress.unbind(1)
-    return torch.stack([torch.stack([xx, xy, xz], 1), torch.stack([xy, yy, yz], 1),
-                        torch.stack([xz, yz, zz], 1)], 1)
 
 
 def expm_frechet_adjoint(log_deform: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from orb_md.batch import atoms_to_batch, build_graph
 from orb_md.errors import InputError, OrbMDError
 from orb_md.md.forcefield import ForceField
+from orb_md.model.layers import segment_sum
 from orb_md.model.orb import OrbModel
 from orb_md.relax.batch import RelaxBatch
 from orb_md.relax.cell import generalised_forces, strain_mask, working_cell
@@ -192,7 +193,7 @@ class _Run:
         """Finish the systems that are done; the (B,) mask of those that go on."""
         n = batch.n_systems
         bad_atoms = (~torch.isfinite(batch.forces).all(1)).to(torch.int64)
-        finite = (torch.zeros(n, dtype=torch.int64).index_add(0, batch.system_index, bad_atoms) == 0)
+        finite = segment_sum(bad_atoms, batch.system_index, n) == 0
         finite &= torch.isfinite(batch.energy) & torch.isfinite(batch.stress).all(1) & torch.isfinite(fmax)
         largest = _row_max(torch.linalg.vector_norm(batch.forces, dim=1), batch.system_index, n)
         keep = torch.ones(n, dtype=torch.bool)

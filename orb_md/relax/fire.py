@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from orb_md.errors import InputError
+from orb_md.model.layers import segment_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +35,6 @@ class FireParameters:
         bad = [f"{k}={v}" for k, v in positive.items() if not v > 0]
         if bad or not 0 < self.f_dec <= 1 or not 0 < self.f_a <= 1 or self.n_min < 0:
             raise InputError(f"invalid FIRE parameters: {', '.join(bad) or self}")
-
-
-def per_system_sum(values: torch.Tensor, row_system: torch.Tensor, n_systems: int) -> torch.Tensor:
-    """(B,) sums of ``values`` (R,) over the rows of each system."""
-    return torch.zeros(n_systems, dtype=values.dtype, device=values.device).index_add(0, row_system, values)
 
 
 @dataclasses.dataclass
@@ -69,9 +65,9 @@ class FireState:
         """Update the state for ``forces`` (R, 3: minus the gradient) and return the displacement of every row."""
         n = self.dt.shape[0]
         v = self.velocity
-        vf = per_system_sum((forces * v).sum(1), row_system, n)
-        f2 = per_system_sum((forces * forces).sum(1), row_system, n)
-        v2 = per_system_sum((v * v).sum(1), row_system, n)
+        vf = segment_sum((forces * v).sum(1), row_system, n)
+        f2 = segment_sum((forces * forces).sum(1), row_system, n)
+        v2 = segment_sum((v * v).sum(1), row_system, n)
         downhill = self.started & (vf > 0.0)
         uphill = self.started & ~downhill
         safe_f = torch.where(downhill, f2.sqrt(), torch.ones_like(f2))
@@ -90,7 +86,7 @@ class FireState:
         dt = self.dt[row_system, None]
         self.velocity = v + dt * forces
         dr = dt * self.velocity
-        norm = per_system_sum((dr * dr).sum(1), row_system, n).sqrt()
+        norm = segment_sum((dr * dr).sum(1), row_system, n).sqrt()
         clip = norm > params.max_step
         safe_norm = torch.where(clip, norm, torch.ones_like(norm))[row_system, None]
         return torch.where(clip[row_system, None], params.max_step * dr / safe_norm, dr)
