@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from ase.geometry import find_mic
 from scipy.spatial.transform import Rotation
 
 from orb_md.errors import InputError
@@ -30,14 +31,11 @@ def lattice_vectors(cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
 
 
 def minimum_image(displacements: np.ndarray, cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
-    """Displacements reduced by whole periodic lattice vectors to their shortest image (nearest fractional
-    integer; exact for displacements well within half a cell)."""
-    vectors = lattice_vectors(cell, periodic)
+    """Displacements reduced by whole periodic lattice vectors to their shortest image (ASE's ``find_mic``)."""
     d = np.asarray(displacements, dtype=float)
-    if len(vectors) == 0:
+    if not np.any(periodic):
         return d.copy()
-    fractions = d @ np.linalg.pinv(vectors)  # coefficients along the periodic vectors (their dual basis)
-    return d - np.round(fractions) @ vectors
+    return find_mic(d, np.asarray(cell, dtype=float), np.asarray(periodic, dtype=bool))[0]
 
 
 def align(positions: np.ndarray, reference: np.ndarray, cell: np.ndarray, periodic: np.ndarray) -> np.ndarray:
