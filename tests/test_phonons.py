@@ -162,7 +162,7 @@ def test_frequencies_agree_with_emt_within_the_models_force_error(model):
     to EMT's, is the error of the dynamical matrices relative to EMT's in that averaged norm. An eigenvalue nu^2
     moves by at most the norm of its matrix's error (Weyl's inequality): about eps nu_max^2, absolute in nu^2,
     so soft modes (the transverse branch at L) carry the same absolute error on a smaller frequency. The factor 2
-    allows one q-point's error above the average. eps is measured here (about 0.03); the same crystals' mean
+    allows one q-point's error above the average. eps is measured here; the same crystals' mean
     absolute force error must lie within the model card's EMT force MAE (0.0504 eV/Å, held out, hot and liquid
     frames included), which it does by a wide margin.
     """
