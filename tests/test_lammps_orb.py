@@ -170,13 +170,17 @@ def structures(mptraj_crystals):
     return {"mp0": small[0], "mp1": small[1], "water": water_box()}
 
 
-def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path) -> list[dict]:
-    """Several systems in one `lmp` process (`clear` between them): Python starts once."""
+def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path, ranks: int = 0,
+                boundaries: list[str] | None = None) -> list[dict]:
+    """Several systems in one `lmp` process (`clear` between them): Python starts once. ``boundaries``: the
+    LAMMPS boundary of each case (default p p p)."""
     script = ""
     for k, (data, elements) in enumerate(cases):
         block = PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=0, extra="")
+        if boundaries:
+            block = block.replace("boundary p p p", f"boundary {boundaries[k]}")
         script += "clear\n" + block.replace("forces.dump", f"forces{k}.dump")
-    out = run_lmp(tmp, script)
+    out = run_lmp(tmp, script, ranks)
     lines = out.splitlines()
     heads = [i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"]]
     results = []
@@ -255,6 +259,52 @@ def test_mpi_parity(mpi_case, arch, mode, ranks):
     else:
         got = lammps_results(work, data, path, elements, ranks=ranks, ghost=1, extra=HALO_EXTRA, mode=mode)
     assert_parity(got, ref)
+
+
+def slab_and_wire() -> list[tuple[ase.Atoms, str]]:
+    """A rattled Al-Cu(111) slab (xy-tilted cell, vacuum along z) and a rattled Cu wire along x, with the
+    LAMMPS boundary of each."""
+    slab = ase.build.fcc111("Al", size=(2, 2, 3), a=4.05, vacuum=6.0, orthogonal=False)
+    slab.numbers[::3] = 29
+    slab.rattle(0.1, seed=3)
+    wire = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    wire.center(vacuum=5.0, axis=(1, 2))
+    wire.pbc = (True, False, False)
+    wire.rattle(0.1, seed=4)
+    return [(slab, "p p f"), (wire, "p f f")]
+
+
+@pytest.fixture(scope="module")
+def low_dimensional_cases(tmp_path_factory):
+    """Per system of :func:`slab_and_wire`: (data file, elements, boundary, ASE reference) for one
+    conservative-inf model (latent 8, MLP 16)."""
+    tmp = tmp_path_factory.mktemp("slab-wire")
+    path, model = model_file(tmp, "orb-v3-conservative-inf-omat", latent_dim=8, mlp_hidden_dim=16)
+    cases = []
+    for k, (atoms, boundary) in enumerate(slab_and_wire()):
+        sub = tmp / str(k)
+        sub.mkdir()
+        data, elements, back = write_data(sub, atoms)
+        back.pbc = atoms.pbc
+        back.calc = OrbCalculator(model)
+        ref = {"energy": back.get_potential_energy(), "forces": back.get_forces(), "stress": back.get_stress()}
+        cases.append((data, elements, boundary, ref))
+    return tmp, path, cases
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_slab_and_wire_pressure_is_orb_stress(low_dimensional_cases, ranks):
+    """Boundaries p p f and p f f: the whole pressure tensor, off-diagonal included, is the ASE calculator's
+    stress (the symmetric part of -sum r (x) dE/dr over the box volume, as in 3D)."""
+    tmp, path, cases = low_dimensional_cases
+    work = tmp / f"ranks{ranks}"
+    work.mkdir()
+    results = lammps_many(work, [(data, elements) for data, elements, _, _ in cases], path, ranks=ranks,
+                          boundaries=[boundary for _, _, boundary, _ in cases])
+    assert len(results) == len(cases)
+    for got, (_, _, boundary, ref) in zip(results, cases):
+        assert abs(ref["stress"][3:]).max() > 1e-6, boundary  # off-diagonal stress to get right
+        assert_parity(got, ref)
 
 
 @pytest.fixture(scope="module")
@@ -427,6 +477,36 @@ def test_virial_fallback_by_image_forces():
     net = np.zeros((5, 3))
     np.add.at(net, tags, Data.f)
     np.testing.assert_allclose(net, 0.0, atol=1e-12)
+
+
+def test_virial_fallback_on_a_slab_and_a_wire():
+    """Stock LAMMPS, ghosts only along the periodic directions: a slab's periodic copies carry the
+    antisymmetric correction in the six components LAMMPS keeps (W_ab, a <= b); a wire's cannot carry W_yz,
+    which is refused with an error instead of a silently wrong pressure."""
+    from orb_md_lammps.graph import OrbLammpsError
+    from orb_md_lammps.virial import add_to_virial
+
+    rng = np.random.default_rng(1)
+    local = rng.uniform(0, 5, (3, 3))
+    antisymmetric = rng.normal(size=(3, 3))
+    antisymmetric -= antisymmetric.T
+    upper = np.triu_indices(3)
+    for shifts, carried in ((((5.0, 0, 0), (1.2, 6.0, 0)), True), ((((5.0, 0, 0),), False))):
+        x = np.vstack([local, *[local[k] + np.array(v) for k, v in enumerate(shifts)]])
+        tags = np.array([1, 2, 3, *range(1, len(shifts) + 1)])
+
+        class Data:  # the plain coupling: forces of local + ghost rows, no add_virial
+            f = np.zeros((len(x), 3))
+
+        if not carried:
+            with pytest.raises(OrbLammpsError, match="can carry the virial correction"):
+                add_to_virial(Data, None, antisymmetric, x, tags)
+            continue
+        add_to_virial(Data, None, antisymmetric, x, tags)
+        np.testing.assert_allclose((x.T @ Data.f)[upper], antisymmetric[upper], atol=1e-12)
+        net = np.zeros((4, 3))
+        np.add.at(net, tags, Data.f)
+        np.testing.assert_allclose(net, 0.0, atol=1e-12)
 
 
 def test_untrained_element_warns_once_at_the_first_force_call(tmp_path):

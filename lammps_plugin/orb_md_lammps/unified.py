@@ -266,11 +266,10 @@ class OrbMLIAPUnified(MLIAPUnified):
             fij = np.zeros((npairs, 3), dtype=np.float64)
             fij[pidx] = result["edge_grad"]
             data.update_pair_forces(np.ascontiguousarray(fij))
-            if all(lmp.extract_box()[5]):
-                # Orb is not rotation invariant: its stress is the symmetric part of
-                # -sum r (x) dE/dr, while LAMMPS reads W_xy, W_xz, W_yz of the raw fdotr sum.
-                w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
-                add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
+            # Orb is not rotation invariant: its stress is the symmetric part of -sum r (x) dE/dr, while
+            # LAMMPS reads W_xy, W_xz, W_yz of the raw fdotr sum (on any boundary: slabs and wires too).
+            w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
+            add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
         else:
             write_direct_forces(data, lmp, comm, model, result, s, r, nlocal, rows, x, tags,
                                 1.0 / self._nprocs, self.zero_net_force)
