@@ -404,7 +404,9 @@ def small_model(tmp_path_factory):
     "case, expected",
     [
         (dict(units="metal", newton="off", element="Cu"), "requires newton pair on"),
-        (dict(units="metal", newton="on", element="Zr"), "Zr"),
+        (dict(units="metal", newton="on", element="Zr"),
+         "pair_coeff maps atom types to Zr (Z=40), which model file {model} does not take "
+         "(it was exported with --elements Cu O)"),
         (dict(units="real", newton="on", element="Cu"), "needs 'units metal'"),
     ],
     ids=["newton-off", "element-not-in-model", "units-real"],
@@ -412,7 +414,32 @@ def small_model(tmp_path_factory):
 def test_setup_errors(tmp_path, small_model, case, expected):
     out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=small_model, **case), check=False)
     assert "ERROR" in out, out[-3000:]
-    assert expected in out, out[-3000:]
+    assert expected.format(model=small_model) in out, out[-3000:]
+
+
+def test_export_refuses_elements_the_model_cannot_take():
+    from orb_md.errors import InputError
+
+    model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
+    with pytest.raises(InputError, match=r"unsupported atomic number\(s\) \[118\]; Orb-v3 handles Z = 1..117"):
+        make_unified(model, element_types=["Cu", "Og"])
+    with pytest.raises(InputError, match=r"unknown element symbol\(s\) \['Qq'\]"):
+        make_unified(model, element_types=["Qq"])
+
+
+def test_element_beyond_the_model_range(tmp_path):
+    """A default export takes Z = 1..117: Og (Z=118) stops at the first force call with a message naming it,
+    not with an IndexError from inside the model."""
+    from orb_md_lammps.export import main as export_main
+
+    path = tmp_path / "default.pt"
+    assert export_main(["orb-v3-direct-20-omat", str(path), "--random-weights", "--latent-dim", "8",
+                        "--mlp-hidden-dim", "16"]) == 0
+    out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=path, units="metal", newton="on", element="Og"), check=False)
+    assert "ERROR" in out, out[-3000:]
+    assert (f"pair_coeff maps atom types to Og (Z=118), which model file {path} does not take "
+            "(Orb-v3 takes Z = 1..117)") in out, out[-3000:]
+    assert "IndexError" not in out
 
 
 def test_md_on_two_ranks_follows_one_rank(mpi_case):

