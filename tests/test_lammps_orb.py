@@ -442,6 +442,39 @@ def test_element_beyond_the_model_range(tmp_path):
     assert "IndexError" not in out
 
 
+DIRECT_ON_A_SLAB = """
+import lammps, lammps.mliap, torch
+from orb_md.model.factory import build_model
+from orb_md_lammps import make_unified
+
+model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
+unified = make_unified(model)
+evaluations = []
+unified.model.model.register_forward_pre_hook(lambda *_: evaluations.append(1))
+lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+lammps.mliap.activate_mliappy(lmp)
+lmp.commands_string("units metal\\natom_style atomic\\nboundary p p f\\nlattice fcc 3.6\\n"
+                    "region box block 0 2 0 2 0 2\\ncreate_box 1 box\\ncreate_atoms 1 box\\nmass 1 63.5")
+lammps.mliap.load_unified(unified)
+try:
+    lmp.commands_string("pair_style mliap unified EXISTS 0\\npair_coeff * * Cu\\nrun 0")
+except Exception as exc:
+    print("LAMMPS stopped:", exc)
+print("model evaluations:", len(evaluations))
+"""
+
+
+def test_direct_model_on_a_slab_is_refused_before_evaluating(tmp_path):
+    """A direct model on a box with a non-periodic direction stops at the first force call before the model
+    runs (library mode, own process: the model object lives in the script, which counts its evaluations)."""
+    proc = subprocess.run([sys.executable, "-c", DIRECT_ON_A_SLAB], cwd=tmp_path, env=env(), capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "LAMMPS stopped:" in out, out[-3000:]
+    assert "model evaluations: 0" in out, out[-3000:]
+    assert "direct Orb models need a fully periodic box, this one is p p f" in out, out[-3000:]
+
+
 def test_md_on_two_ranks_follows_one_rank(mpi_case):
     """200 NVE steps of the 60-atom gas at ~1000 K (atoms cross subdomains, neighbour lists are rebuilt):
     exchange mode on 2 ranks gives the single-rank trajectory's energies."""

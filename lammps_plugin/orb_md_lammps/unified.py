@@ -272,6 +272,11 @@ class OrbMLIAPUnified(MLIAPUnified):
         if ntotal and elems.min() < 0:
             raise OrbLammpsError("orb_md: every atom type must be mapped to an element in pair_coeff")
         self._check_elements(elems)
+        periodicity = lmp.extract_box()[5]
+        if self.config_dict["kind"] == "direct" and not all(periodicity):
+            boundary = " ".join("p" if periodic else "f" for periodic in periodicity)
+            raise OrbLammpsError(f"orb_md: direct Orb models need a fully periodic box, this one is {boundary} "
+                                 "(non-periodic: f, s or m): use a conservative model")
         model = self.model
         mode = self._choose_mode(data)
         comm = self._comm
