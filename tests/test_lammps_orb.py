@@ -69,7 +69,7 @@ def env() -> dict:
 
 
 def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True, mode: str | None = None,
-            verbose: bool = False) -> str:
+            verbose: bool = False, timeout: float = 300) -> str:
     """Run `lmp` (under mpirun with ``ranks``); ``mode`` forces orb_md_lammps's mode (ORB_MD_LAMMPS_MODE),
     ``verbose`` (implied by ``mode``) makes it print the mode of every force call."""
     (cwd / "in.test").write_text(script)
@@ -81,7 +81,7 @@ def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True, mode: st
         environment["ORB_MD_LAMMPS_MODE"] = mode
     if mode or verbose:
         environment["ORB_MD_LAMMPS_VERBOSE"] = "1"
-    proc = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-5000:]}"
@@ -415,6 +415,19 @@ def test_setup_errors(tmp_path, small_model, case, expected):
     out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=small_model, **case), check=False)
     assert "ERROR" in out, out[-3000:]
     assert expected.format(model=small_model) in out, out[-3000:]
+
+
+def test_element_outside_the_export_on_one_of_two_ranks(tmp_path, small_model):
+    """Zr atoms only in rank 0's subdomain and ghost shell: both ranks stop with the message (a rank that
+    went on into the collective evaluation alone would hang)."""
+    script = ERROR_SYSTEM.format(units="metal", newton="on", model=small_model, element="Cu Zr").replace(
+        "region box block 0 2 0 2 0 2\ncreate_box 1 box\ncreate_atoms 1 box\nmass 1 63.5",
+        "region box block 0 12 0 2 0 2\ncreate_box 2 box\ncreate_atoms 1 box\nmass * 63.5\n"
+        "region zr block 2.4 3.4 0 2 0 2\nset region zr type 2")
+    assert "set region zr type 2" in script
+    out = run_lmp(tmp_path, script, ranks=2, check=False, timeout=120)
+    assert "2 by 1 by 1 MPI processor grid" in out, out[-3000:]
+    assert out.count("pair_coeff maps atom types to Zr (Z=40)") == 2, out[-3000:]
 
 
 def test_export_refuses_elements_the_model_cannot_take():

@@ -46,7 +46,7 @@ from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
-from orb_md_lammps.virial import add_to_virial
+from orb_md_lammps.virial import add_to_virial, allreduce
 
 # LAMMPS's pair_coeff matches these names and calls no Python: every symbol stays in the table (element
 # index + 1 == Z), so that the plugin can name an element the model does not take at the first force call.
@@ -186,11 +186,14 @@ class OrbMLIAPUnified(MLIAPUnified):
 
     # -- LAMMPS side ------------------------------------------------------------------
     def _check_elements(self, elems: np.ndarray) -> None:
-        """Refuse atoms of elements the model does not take, naming them and the model file."""
+        """Refuse atoms of elements the model does not take, naming them and the model file (on every rank:
+        the element counts are allreduced, so no rank goes on into the collective evaluation alone)."""
         takes = np.isin(self.element_types, self.elements)
-        if takes[elems].all():
+        counts = allreduce(self._comm, np.bincount(elems, minlength=takes.size).astype(np.float64))
+        refused = np.nonzero((counts > 0) & ~takes)[0]
+        if refused.size == 0:
             return
-        names = ", ".join(f"{self.element_types[e]} (Z={e + 1})" for e in np.unique(elems[~takes[elems]]))
+        names = ", ".join(f"{self.element_types[e]} (Z={e + 1})" for e in refused)
         source = f"model file {self._source}" if self._source else "the loaded model"
         accepted = (f"Orb-v3 takes Z = 1..{MAX_ATOMIC_NUMBER}" if self.elements == MODEL_ELEMENTS
                     else f"it was exported with --elements {' '.join(self.elements)}")
