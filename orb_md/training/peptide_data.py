@@ -94,6 +94,7 @@ def minimiser_contacts(model, thermal: list[ase.Atoms], seed: int = 0,
     Bit-reproducible for one model, seed and CPU model with one torch thread; with more, torch's CPU sums vary in
     the last bits from call to call, and so do the frames."""
     import openmm
+
     from orb_md_openmm.force import create_torch_force
 
     rng = np.random.default_rng(seed)
