@@ -178,3 +178,25 @@ def test_export_refuses(arch, charge_spin, expected):
     model = build_model(arch, seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
     with pytest.raises(InputError, match=re.escape(expected)):
         make_unified(model, **charge_spin)
+
+
+def test_export_commands_store_charge_and_spin(tmp_path, capsys):
+    """`orb-md export lammps` and `python -m orb_md_lammps.export` keep --charge/--spin in the file, and refuse
+    them for a model without conditioning in one line."""
+    from orb_md.cli import main as orb_md_main
+    from orb_md_lammps.export import main as export_main
+
+    cli = tmp_path / "cli.pt"
+    assert orb_md_main(["export", "lammps", "-m", OMOL, "--random-weights", "--width", "small", "--precision",
+                        "float64", "--charge", "1", "--spin", "2", "-o", str(cli)]) == 0
+    module = tmp_path / "module.pt"
+    assert export_main([OMOL, str(module), "--random-weights", "--latent-dim", "16", "--mlp-hidden-dim", "32",
+                        "--charge", "-1", "--spin", "2"]) == 0
+    assert torch.load(cli, weights_only=False).charge_spin == {"charge": 1.0, "spin": 2.0}
+    assert torch.load(module, weights_only=False).charge_spin == {"charge": -1.0, "spin": 2.0}
+    capsys.readouterr()
+    assert orb_md_main(["export", "lammps", "-m", "orb-v3-direct-20-omat", "--random-weights", "--width", "small",
+                        "--charge", "1", "-o", str(tmp_path / "omat.pt")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == ("orb-md: error: orb-v3-direct-20-omat takes no total charge or spin multiplicity (got --charge); "
+                   "only the OMol models (orb-v3-*-omol) do"), err
