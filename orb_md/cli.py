@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="file to write")
     export.add_argument("--structure", help="openmm: structure file giving the atomic numbers (and periodicity)")
     export.add_argument("--elements", help="lammps: comma-separated element of each LAMMPS atom type (e.g. Cu,O)")
+    export.add_argument("--charge", type=float, help="lammps, OMol models: total charge of the system (e)")
+    export.add_argument("--spin", type=float, help="lammps, OMol models: spin multiplicity 2S+1 of the system")
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmark scripts, or a quick built-in timing",
@@ -295,6 +297,8 @@ def cmd_phonons(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.engine == "openmm" and not args.structure:
         raise InputError("export openmm needs --structure FILE: the TorchScript module is specialised to its atoms")
+    if args.engine == "openmm" and (args.charge is not None or args.spin is not None):
+        raise InputError("--charge/--spin are options of export lammps")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.engine == "lammps":
@@ -302,7 +306,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         lammps.export(
             args.ckpt or args.model, str(output), architecture=args.model if args.ckpt else None,
             random_weights=args.random_weights, precision=args.precision,
-            elements=args.elements.split(",") if args.elements else None,
+            elements=args.elements.split(",") if args.elements else None, charge=args.charge, spin=args.spin,
             **(RANDOM_WIDTHS[args.model_width] if args.random_weights else {}),
         )
         print(f"wrote {output} (lammps ML-IAP unified, {args.ckpt or args.model})")

@@ -53,18 +53,20 @@ class ReverseExchange(torch.autograd.Function):
 
 def node_features(
     network, data, atomic_numbers: torch.Tensor, vectors: torch.Tensor, senders: torch.Tensor,
-    receivers: torch.Tensor, nlocal: int,
+    receivers: torch.Tensor, nlocal: int, total_charge: torch.Tensor | None = None, spin: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Final features (nlocal, latent) of the local atoms; rows = LAMMPS atoms, local first, then ghosts.
 
     ``senders`` must all be local rows. Every rank must call this for every force call (the exchanges
-    are collective)."""
+    are collective). ``total_charge``/``spin`` (shape (1,), OMol models) are the whole system's: every row,
+    ghost rows too, gets the same conditioning vector before each layer, as in the single-process network."""
     system = torch.zeros(atomic_numbers.shape[0], dtype=torch.long)
-    nodes, edges, sender_chunks, receiver_chunks, gates, _ = network.encode(
-        atomic_numbers, vectors, senders, receivers, system, None, None
+    nodes, edges, sender_chunks, receiver_chunks, gates, condition = network.encode(
+        atomic_numbers, vectors, senders, receivers, system, total_charge, spin
     )
     layers = list(network.gnn_stacks)
     for index, layer in enumerate(layers):
+        nodes = layer.conditioned(nodes, condition)
         sent, received, edges = layer.messages(nodes, edges, sender_chunks, receiver_chunks, gates)
         received = ReverseExchange.apply(received, data)
         local = layer.update_nodes(nodes[:nlocal], received[:nlocal], sent[:nlocal])

@@ -40,8 +40,10 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 
 from ase.data import chemical_symbols
 
+from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
+from orb_md_lammps.charge_spin import check_charge_spin, system_charge_spin
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
 from orb_md_lammps.virial import add_to_virial
@@ -96,13 +98,23 @@ class OrbMLIAPUnified(MLIAPUnified):
     """Orb-v3 for ``pair_style mliap unified``. Picklable: keeps config + state dict.
 
     ``element_types`` defaults to all 118 chemical symbols (element index + 1 == Z), so
-    ``pair_coeff * * Cu O`` works with any type order and any element the model embeds.
+    ``pair_coeff * * Cu O`` works with any type order and any element the model embeds. ``charge`` and
+    ``spin`` (OMol models only) are the system's total charge and spin multiplicity, unless the LAMMPS
+    input overrides them (:mod:`orb_md_lammps.charge_spin`).
     """
 
-    def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto") -> None:
+    def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto",
+                 charge: float | None = None, spin: float | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         config = model.config
+        if config.charge_spin and not model.conservative:
+            raise InputError(
+                f"{config.name} cannot run in LAMMPS: direct forces need a fully periodic box there, and this "
+                "model has no stress head for the virial; use orb-v3-conservative-omol"
+            )
+        check_charge_spin(config, charge, spin)
+        self.charge_spin = {"charge": charge, "spin": spin}
         super().__init__(
             element_types=list(element_types) if element_types else ALL_ELEMENTS,
             ndescriptors=1,
@@ -229,6 +241,8 @@ class OrbMLIAPUnified(MLIAPUnified):
     def compute_forces(self, data) -> None:
         lmp = self._setup(data)
         model = self.model
+        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
+        charge, spin = condition if condition is not None else (None, None)
         nlocal, ntotal = int(data.nlocal), int(data.ntotal)
         if int(data.nlistatoms) != nlocal:
             raise OrbLammpsError("orb_md: atoms of NULL types (pair_style hybrid) are not supported")
@@ -254,12 +268,12 @@ class OrbMLIAPUnified(MLIAPUnified):
         s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
         if mode == "exchange":
             def features(vectors):
-                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal)
+                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal, charge, spin)
         else:
             system = torch.zeros(z.shape[0], dtype=torch.long)
 
             def features(vectors):
-                return model.model(z, vectors, s, r, system, None, None)
+                return model.model(z, vectors, s, r, system, charge, spin)
 
         result = evaluate(model, comm, z, s, r, rij[pidx], nlocal, features)
         if model.conservative:
@@ -283,6 +297,7 @@ class OrbMLIAPUnified(MLIAPUnified):
                   f"graph nodes {nodes.size} edges {pidx.size} energy {result['energy']:.10f}", flush=True)
 
 
-def make_unified(model, element_types: list[str] | None = None, mode: str = "auto") -> OrbMLIAPUnified:
+def make_unified(model, element_types: list[str] | None = None, mode: str = "auto",
+                 charge: float | None = None, spin: float | None = None) -> OrbMLIAPUnified:
     """The object to ``torch.save`` (or ``lammps.mliap.load_unified``) for a loaded OrbModel."""
-    return OrbMLIAPUnified(model, element_types=element_types, mode=mode)
+    return OrbMLIAPUnified(model, element_types=element_types, mode=mode, charge=charge, spin=spin)
