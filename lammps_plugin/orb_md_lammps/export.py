@@ -4,6 +4,10 @@
     python -m orb_md_lammps.export my.ckpt orb.pt --architecture orb-v3-direct-20-omat
     python -m orb_md_lammps.export orb-v3-direct-20-omat small.pt --random-weights \\
         --latent-dim 32 --mlp-hidden-dim 64          # offline, reduced width (tests/examples)
+    python -m orb_md_lammps.export orb-v3-direct-20-omat gpu.pt --device cuda   # the model on the GPU
+
+``--device`` is where the model runs inside LAMMPS (cpu, cuda, cuda:N); $ORB_MD_LAMMPS_DEVICE overrides it
+at run time, so one file serves CPU and GPU runs.
 
 The file is a ``torch.save`` of an :class:`~orb_md_lammps.unified.OrbMLIAPUnified` holding the
 config and state dict (no TorchScript), rebuilt lazily inside LAMMPS's embedded Python.
@@ -27,6 +31,7 @@ def export(
     precision: str = "float64",
     elements: list[str] | None = None,
     seed: int = 0,
+    device: str = "cpu",
     **overrides: object,
 ) -> str:
     """Write ``out`` and return its path."""
@@ -40,7 +45,7 @@ def export(
         from orb_md.checkpoints import load_model
 
         model = load_model(model_name, architecture=architecture, precision=precision)
-    torch.save(make_unified(model, element_types=elements), out)
+    torch.save(make_unified(model, element_types=elements, device=device), out)
     return out
 
 
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="float64", help="float64 (default), float32-highest, float32-high")
     parser.add_argument("--elements", nargs="+", help="restrict element_types (default: all 118 symbols)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where LAMMPS runs the model: cpu (default), cuda, cuda:N")
     parser.add_argument("--latent-dim", type=int, help="reduced width (random weights only)")
     parser.add_argument("--mlp-hidden-dim", type=int, help="reduced width (random weights only)")
     args = parser.parse_args(argv)
@@ -61,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("latent_dim", args.latent_dim), ("mlp_hidden_dim", args.mlp_hidden_dim)) if v}
     if overrides and not args.random_weights:
         parser.error("--latent-dim/--mlp-hidden-dim need --random-weights")
-    export(args.model, args.out, args.architecture, args.random_weights, args.precision, args.elements, args.seed, **overrides)
+    export(args.model, args.out, args.architecture, args.random_weights, args.precision, args.elements, args.seed,
+           args.device, **overrides)
     print(f"wrote {args.out}: pair_style mliap unified {args.out} 0   (also under mpirun with orb_md's LAMMPS build)")
     return 0
 
