@@ -14,7 +14,7 @@
 (d) graph construction (6 Å, 20 nearest) at 1k/10k/100k atoms of fcc Cu for each backend usable on the device,
     the fixed-capacity list included: median time and the fastest backend per size (the data for ``auto``).
 Times: median of ``--repeats`` calls after 2 warm-up calls, each ended by a device synchronisation. Writes
-gpu.json (or gpu-quick.json) and gpu.md into ``--out``.
+gpu.json (or gpu-quick.json; rewritten after every stage) and gpu.md into ``--out``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ PAPER_H200_STEPS_PER_S = {"orb-v3-direct-20-omat": 216.5, "orb-v3-direct-inf-oma
 PAPER_100K = {"time_s": 0.5, "memory_gb": 32.8, "target_memory_gb": 16.0}
 TIME_STEP_FS = 0.5
 TINY = {"latent_dim": 16, "mlp_hidden_dim": 32, "num_message_passing": 2}
+UNMEASURED_ON_DEVICE = {  # CUDA backends whose wheels cannot travel to the device (64 MiB per call, no registry)
+    "nvalchemi": "its warp-lang 1.19 wheel is 149 MB",
+    "cuML RBC": "libcuml-cu13 26.10 alone is 65.8 MB, before cudf, raft and rmm",
+}
 
 
 def synchronize(device: torch.device) -> None:
@@ -170,23 +174,28 @@ def markdown(result: dict) -> str:
              f"load average before {result['load_before']:.2f}; command: `{result['command']}`", "",
              "## (a) evaluate (graph + energy + forces), float32-high", "",
              "| model | atoms | steps/s | paper H200 (graph excluded) | peak GiB |", "|---|---|---|---|---|"]
-    for row in result["a_model_steps"]:
+    for row in result.get("a_model_steps", []):
         lines.append(f"| {row['model']} | {row['atoms']} | {row['steps_per_s']:.1f} | {row['paper_h200_steps_per_s']} | {_gib(row['peak_gib'])} |")
-    b = result["b_large_direct"]
-    lines += ["", "## (b) one orb-v3-direct-20-omat step", "", f"{b['atoms']} atoms: {b['time_s']:.3f} s, peak {_gib(b['peak_gib'])} GiB "
-              f"(paper: < {b['paper_time_s']} s, {b['paper_memory_gb']} GB; target ≤ {b['paper_target_memory_gb']} GB)"]
-    c = result["c_openmm"]
-    lines += ["", f"## (c) OpenMM {c['platform']} platform, {c['atoms']} atoms, orb-v3-direct-inf-omat", "",
-              "| path | s/step | ns/day |", "|---|---|---|"]
-    lines += [f"| {name} | {p['s_per_step']:.4f} | {p['ns_per_day']:.3f} |" for name, p in c["paths"].items()]
-    lines += ["", f"TorchForce / PythonForce speed-up {c['torchforce_over_pythonforce']:.2f}x (with CUDA graphs "
-              f"{c['graphs_over_pythonforce']:.2f}x; target ≥ 2x); torch's peak {_gib(c['peak_gib'])} GiB",
-              "", "## (d) graph construction (6 Å, 20 nearest), median s", ""]
-    backends = sorted({name for row in result["d_graph"] for name in row["seconds"]})
+    if "b_large_direct" in result:
+        b = result["b_large_direct"]
+        lines += ["", "## (b) one orb-v3-direct-20-omat step", "", f"{b['atoms']} atoms: {b['time_s']:.3f} s, peak "
+                  f"{_gib(b['peak_gib'])} GiB (paper: < {b['paper_time_s']} s, {b['paper_memory_gb']} GB; target ≤ "
+                  f"{b['paper_target_memory_gb']} GB)"]
+    if "c_openmm" in result:
+        c = result["c_openmm"]
+        lines += ["", f"## (c) OpenMM {c['platform']} platform, {c['atoms']} atoms, orb-v3-direct-inf-omat", "",
+                  "| path | s/step | ns/day |", "|---|---|---|"]
+        lines += [f"| {name} | {p['s_per_step']:.4f} | {p['ns_per_day']:.3f} |" for name, p in c["paths"].items()]
+        lines += ["", f"TorchForce / PythonForce speed-up {c['torchforce_over_pythonforce']:.2f}x (with CUDA graphs "
+                  f"{c['graphs_over_pythonforce']:.2f}x; target ≥ 2x); torch's peak {_gib(c['peak_gib'])} GiB"]
+    lines += ["", "## (d) graph construction (6 Å, 20 nearest), median s", ""]
+    backends = sorted({name for row in result.get("d_graph", []) for name in row["seconds"]})
     lines += ["| atoms | " + " | ".join(backends) + " | fastest |", "|---" * (len(backends) + 2) + "|"]
-    for row in result["d_graph"]:
+    for row in result.get("d_graph", []):
         cells = [f"{row['seconds'][b]:.5f}" if b in row["seconds"] else "–" for b in backends]
         lines.append(f"| {row['atoms']} | " + " | ".join(cells) + f" | {row['fastest']} |")
+    if result["device"].startswith("cuda"):
+        lines += [""] + [f"Not measured: {name} ({why})." for name, why in UNMEASURED_ON_DEVICE.items() if name not in backends]
     return "\n".join(lines) + "\n"
 
 
@@ -215,18 +224,17 @@ def main(argv: list[str] | None = None) -> int:
               "b": ("b_large_direct", lambda: large_direct(device, args.quick)),
               "c": ("c_openmm", lambda: openmm_rates(device, args.quick, args.pdb, args.openmm_steps)),
               "d": ("d_graph", lambda: graph_times(device, args.quick, args.repeats))}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "gpu-quick" if args.quick else "gpu"
     for key, (name, run) in stages.items():
         if key in args.skip:
             continue
         start = time.perf_counter()
         result[name] = run()
         print(f"({key}) {time.perf_counter() - start:.1f} s: {json.dumps(result[name])}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gpu-quick" if args.quick else "gpu"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    if not args.skip:
-        (args.out / f"{stem}.md").write_text(markdown(result))
-    print(f"wrote {args.out / stem}.json" + ("" if args.skip else f" and {stem}.md"))
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))  # after each stage: a stopped run keeps some
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    print(f"wrote {args.out / stem}.json and {stem}.md")
     return 0
 
 

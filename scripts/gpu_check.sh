@@ -70,6 +70,10 @@ if (( ! SKIP_LAMMPS )); then
   stage "LAMMPS build in the background (log: lammps-build.log)"
   rm -rf /tmp/lammps-src && mkdir -p /tmp/lammps-src && tar -xJf "$REPO/.gpu/lammps-src.tar.xz" -C /tmp/lammps-src
   mpi=(--no-mpi); command -v mpicxx >/dev/null && mpi=()
+  if ! command -v patch >/dev/null && [[ -f /tmp/lammps-src/.orb-md-prepatched ]]; then
+    mkdir -p "$GPULIB/bin" && printf '#!/bin/sh\nexit 0\n' > "$GPULIB/bin/patch" && chmod +x "$GPULIB/bin/patch"
+    export PATH="$PATH:$GPULIB/bin"  # no GNU patch there: the carried tree is patched already (gpu_wheels.sh)
+  fi
   # PIP_NO_BUILD_ISOLATION=0 (sic: pip reads it as --no-build-isolation): the lammps package installs with the
   # image's setuptools, as no registry can be reached there
   PIP_NO_BUILD_ISOLATION=0 LAMMPS_SOURCE_DIR=/tmp/lammps-src timeout $(( $(left) - 60 )) \

@@ -12,7 +12,8 @@
 #            (in the image), mdtraj (nothing under test imports it), nvalchemi-toolkit-ops (its warp-lang wheel is
 #            149 MB, over the 64 MiB limit by itself), libnvrtc.so.12 (see gpu_check.sh: an empty stub suffices);
 #   lammps-src.tar.xz  LAMMPS trimmed to what scripts/build_lammps.sh builds (core, PYTHON, ML-IAP, ML-SNAP, STUBS,
-#            cmake, python), from Debian's source that build_lammps.sh caches in $ORB_MD_CACHE/src;
+#            cmake, python) with orb_md's patches applied, from Debian's source that build_lammps.sh caches in
+#            $ORB_MD_CACHE/src (3 MB; CMake configures it, checked here; the build itself runs on the device);
 #   3ks3.pdb  carbonic anhydrase II for benchmark (c), from ../shared/data/structures.
 # Fails when the tree that travels (tracked + untracked-not-ignored files + .gpu) exceeds 64 MiB.
 set -euo pipefail
@@ -48,11 +49,21 @@ cp -r "$REPO/." "$build/" && rm -rf "$build/.gpu" "$build/.git"
 quiet "$PIP" wheel -q --no-deps -w "$OUT/wheels" "$build" || die "building orb_md's wheel failed"
 rm -rf "$build"
 
-(cd "$LAMMPS_TREE" && mkdir -p "$OUT/empty/bench" "$OUT/empty/potentials" &&
- { find src -maxdepth 1 -type f; echo LICENSE; echo README; echo cmake; echo python; echo doc/lammps.1; echo third_party;
-   echo src/PYTHON; echo src/ML-IAP; echo src/ML-SNAP; echo src/STUBS; } |
- tar -cf - -T - -C "$OUT/empty" bench potentials | xz -T0 -6 > "$OUT/lammps-src.tar.xz") || die "packing LAMMPS failed"
-rm -rf "$OUT/empty"
+# the trimmed tree, with lammps_plugin/patches applied here (the device image may lack GNU patch; gpu_check.sh then
+# stands in a no-op `patch`, which PatchLammps.cmake reads as "already applied")
+trimmed="$(mktemp -d)"
+(cd "$LAMMPS_TREE" &&
+ { find src -maxdepth 1 -type f; printf '%s\n' LICENSE README cmake python doc/lammps.1 third_party \
+     src/PYTHON src/ML-IAP src/ML-SNAP src/STUBS; } | tar -cf - -T - | tar -xf - -C "$trimmed") ||
+  die "copying the LAMMPS sources failed"
+mkdir -p "$trimmed/bench" "$trimmed/potentials"  # installed by LAMMPS's CMake; their contents are not needed
+for p in "$REPO"/lammps_plugin/patches/*.patch; do  # the cached tree may be patched already (build_lammps.sh)
+  (cd "$trimmed" && { patch -p1 -R --dry-run --force --silent -i "$p" >/dev/null ||
+                      patch -p1 --forward --silent --no-backup-if-mismatch -i "$p"; }) || die "patch $p failed"
+done
+touch "$trimmed/.orb-md-prepatched"
+tar -C "$trimmed" -cf - . | xz -T0 -6 > "$OUT/lammps-src.tar.xz" || die "packing LAMMPS failed"
+rm -rf "$trimmed"
 cp "$PDB" "$OUT/3ks3.pdb"
 
 ls -l "$OUT/wheels" "$OUT" | awk 'NF >= 9 {printf "%10d  %s\n", $5, $9}'
