@@ -4,6 +4,7 @@
 
 Each test is listed as passed, failed (with the first line of its message), skipped (with the reason) or errored;
 properties a test recorded (the float32-high errors) are listed with it. A missing XML file is reported as such.
+Exit status 1 when a test failed, a file is missing or no test passed (all skipped is no GPU check).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def outcomes(path: Path) -> list[dict]:
 def main(argv: list[str]) -> int:
     results, xml_files = Path(argv[0]), [Path(p) for p in argv[1:]]
     report = json.loads((results / "gpu.json").read_text()) if (results / "gpu.json").exists() else {}
-    tests, lines = [], ["", "## tests/gpu", ""]
+    tests, missing, lines = [], [], ["", "## tests/gpu", ""]
     for path in xml_files:
         if not path.exists():
+            missing.append(path.name)
             lines.append(f"- {path.name}: not written (that stage did not run or was stopped; see gpu-check.log)")
             continue
         rows = outcomes(path)
@@ -56,8 +58,9 @@ def main(argv: list[str]) -> int:
     with open(results / "gpu.md", "a") as out:
         out.write("\n".join(lines) + "\n")
     failed = [r for r in tests if r["outcome"] in ("failed", "error")]
-    print(f"gpu_report: {len(tests)} tests, {len(failed)} failed or errored")
-    return 1 if failed or not tests else 0
+    passed = sum(r["outcome"] == "passed" for r in tests)
+    print(f"gpu_report: {len(tests)} tests, {passed} passed, {len(failed)} failed or errored; missing: {missing or 'none'}")
+    return 1 if failed or missing or not passed else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 # 1. installs .gpu/wheels into /tmp/orb-md-site (no registry there), builds two tiny libraries with the device's g++:
 #    an empty libnvrtc.so.12 (openmm-torch's PyPI wheel, built against torch 2.9 + CUDA 12, lists it as NEEDED but
 #    uses none of its symbols; torch 2.11 ships CUDA 13's libnvrtc.so.13) and scripts/gpu/torch_abi_shim.cpp
-#    (the torch 2.9 signature of c10_cuda_check_implementation that libOpenMMTorchCUDA.so calls), LD_PRELOADed;
+#    (the torch 2.9 signature of c10_cuda_check_implementation that libOpenMMTorchCUDA.so calls), LD_PRELOADed
+#    into the test and benchmark processes;
 # 2. builds LAMMPS from .gpu/lammps-src.tar.xz with scripts/build_lammps.sh in the background (MPI if mpicxx exists);
 # 3. runs tests/gpu (model parity, neighbour backends, OpenMM CUDA platform, batched MD), then
 #    benchmarks/bench_gpu.py, then tests/gpu/test_cuda_lammps.py once LAMMPS is built;
@@ -52,13 +53,14 @@ export PATH="$SITE/bin:$PATH" PYTHONUNBUFFERED=1 ORB_MD_CACHE=/tmp/orb-md-cache
 
 stage "ABI helpers for openmm-torch 1.5 (built against torch 2.9) under torch $("$PY" -c 'import torch; print(torch.__version__)')"
 ldconfig -p | grep -q 'libnvrtc.so.12 ' || gcc -shared -Wl,-soname,libnvrtc.so.12 -o "$GPULIB/libnvrtc.so.12" -x c /dev/null
+with_shim=()  # the processes that load openmm-torch get the shim (not the compilers of the LAMMPS build)
 if ! nm -D --defined-only "$TORCH_SITE/torch/lib/libc10_cuda.so" | grep -q '_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_ib'; then
   g++ -O2 -shared -fPIC -o "$GPULIB/libtorch_abi_shim.so" "$REPO/scripts/gpu/torch_abi_shim.cpp" \
     -L"$TORCH_SITE/torch/lib" -lc10_cuda -Wl,-rpath,"$TORCH_SITE/torch/lib" &&
-    export LD_PRELOAD="$GPULIB/libtorch_abi_shim.so${LD_PRELOAD:+:$LD_PRELOAD}"
+    with_shim=(env "LD_PRELOAD=$GPULIB/libtorch_abi_shim.so${LD_PRELOAD:+:$LD_PRELOAD}")
 fi
 nvidia-smi -L
-"$PY" - <<'PY'
+"${with_shim[@]}" "$PY" - <<'PY'
 import openmm, torch
 import orb_md_openmm.force  # noqa: F401  (retries openmm-torch's plugins once torch is imported)
 names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
@@ -84,14 +86,14 @@ fi
 run_tests() {  # junit-name timeout pytest-arguments...
   local xml="$RESULTS/$1" limit="$2"; shift 2
   (( limit > 20 )) || { echo "no time left for $xml"; status=1; return; }
-  timeout "$limit" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rA --junitxml="$xml" "$@" || status=1
+  timeout "$limit" "${with_shim[@]}" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rA --junitxml="$xml" "$@" || status=1
 }
 
 stage "tests/gpu without LAMMPS"
 run_tests gpu-tests.xml $(( $(left) - 260 )) "$REPO/tests/gpu" --ignore="$REPO/tests/gpu/test_cuda_lammps.py"
 
 stage "benchmarks/bench_gpu.py"
-timeout $(( $(left) - 90 )) "$PY" "$REPO/benchmarks/bench_gpu.py" --device cuda --out "$RESULTS" --pdb "$REPO/.gpu/3ks3.pdb" ||
+timeout $(( $(left) - 90 )) "${with_shim[@]}" "$PY" "$REPO/benchmarks/bench_gpu.py" --device cuda --out "$RESULTS" --pdb "$REPO/.gpu/3ks3.pdb" ||
   { echo "bench_gpu.py failed or was stopped"; status=1; }
 
 xmls=("$RESULTS/gpu-tests.xml")

@@ -67,6 +67,16 @@ def test_gpu_report_adds_test_outcomes(tmp_path) -> None:
     assert "gpu-lammps-tests.xml: not written" in text and "assert 1 == 2" in text
 
 
+def test_gpu_report_fails_when_every_test_was_skipped(tmp_path) -> None:
+    """All skipped (e.g. the GPU was not seen) is not a GPU check that passed."""
+    xml = tmp_path / "gpu-tests.xml"
+    xml.write_text('<testsuites><testsuite><testcase classname="a" name="s" time="0">'
+                   '<skipped message="not run: no CUDA GPU"/></testcase></testsuite></testsuites>')
+    assert load_benchmark("gpu_report").main([str(tmp_path), str(xml)]) == 1
+    xml.write_text('<testsuites><testsuite><testcase classname="a" name="ok" time="0"/></testsuite></testsuites>')
+    assert load_benchmark("gpu_report").main([str(tmp_path), str(xml)]) == 0
+
+
 def test_torch_abi_shim_defines_the_torch_2_9_symbol(tmp_path) -> None:
     """The shim compiles here and exports c10_cuda_check_implementation with an int line number (the symbol
     openmm-torch 1.5's CUDA plugin needs), calling the unsigned one (torch 2.11's)."""
