@@ -35,7 +35,15 @@ def test_bench_gpu_refuses_cuda_without_a_gpu(tmp_path, capsys) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_bench_gpu_quick_on_cpu_writes_every_stage(tmp_path, one_thread) -> None:
+@pytest.fixture
+def matmul_precision():
+    """The benchmark sets float32-high process-wide (as a GPU run should); later tests get the previous mode back."""
+    previous = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(previous)
+
+
+def test_bench_gpu_quick_on_cpu_writes_every_stage(tmp_path, one_thread, matmul_precision) -> None:
     bench = load_benchmark("bench_gpu")
     assert bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path), "--repeats", "1", "--openmm-steps", "1"]) == 0
     result = json.loads((tmp_path / "gpu-quick.json").read_text())

@@ -39,10 +39,11 @@ def test_unknown_device_names_the_problem() -> None:
 
 
 def test_float32_high_against_float64_helper(one_thread) -> None:
+    before = torch.get_float32_matmul_precision()
     want = checks.model_outputs("orb-v3-conservative-20-omat", "cpu", **TINY)
     errors = checks.relative_errors(checks.model_outputs("orb-v3-conservative-20-omat", "cpu", "float32-high", **TINY), want)
     assert 0 < errors["energy_relative"] < 1e-4 and 0 < errors["forces_abs"] < 1e-3, errors
-    assert torch.get_float32_matmul_precision() == "highest"  # restored
+    assert torch.get_float32_matmul_precision() == before  # restored
 
 
 def test_fixed_capacity_edges_helper_equals_brute_force(one_thread) -> None:
