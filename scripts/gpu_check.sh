@@ -15,14 +15,21 @@
 # 4. writes benchmarks/results/gpu.md and gpu.json (device name, benchmarks, every test's outcome), the JUnit XML
 #    files and the logs, copied to $OUT when the device tool sets it.
 # Without a usable CUDA GPU it prints "no GPU" and exits 2 before doing anything. --skip-lammps leaves out 2 and
-# the LAMMPS tests. Exit status: 0 when every test that ran passed and the benchmarks completed, else 1.
+# the LAMMPS tests; --lammps-only runs only 2 and the LAMMPS tests: issued at once after a first call whose build
+# did not finish (the machine stays warm ~30 s and keeps /tmp), it resumes that build (build_lammps.sh is
+# incremental). Exit status: 0 when every test that ran passed and the benchmarks completed, else 1.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
 BUDGET="${ORB_MD_GPU_CHECK_SECONDS:-530}"   # the whole script; the device allows 600 s per command
-SKIP_LAMMPS=0
-[[ "${1:-}" == "--skip-lammps" ]] && SKIP_LAMMPS=1
+SKIP_LAMMPS=0 LAMMPS_ONLY=0
+case "${1:-}" in
+  --skip-lammps) SKIP_LAMMPS=1 ;;
+  --lammps-only) LAMMPS_ONLY=1 ;;
+  "") ;;
+  *) echo "gpu_check.sh: unknown argument '$1' (--skip-lammps | --lammps-only)"; exit 1 ;;
+esac
 
 if ! command -v nvidia-smi >/dev/null 2>&1 ||
    ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' >/dev/null 2>&1; then
@@ -33,7 +40,7 @@ fi
 
 RESULTS="$REPO/benchmarks/results"
 mkdir -p "$RESULTS"
-LOG="$RESULTS/gpu-check.log"
+LOG="$RESULTS/gpu-check$( (( LAMMPS_ONLY )) && echo -lammps).log"
 exec > >(tee "$LOG") 2>&1
 left() { echo $((BUDGET - SECONDS)); }
 stage() { echo "=== $(date -u +%H:%M:%S) (+${SECONDS}s) $*"; }
@@ -60,6 +67,9 @@ if ! nm -D --defined-only "$TORCH_SITE/torch/lib/libc10_cuda.so" | grep -q '_ZN3
     with_shim=(env "LD_PRELOAD=$GPULIB/libtorch_abi_shim.so${LD_PRELOAD:+:$LD_PRELOAD}")
 fi
 nvidia-smi -L
+"$PY" -c 'import sysconfig as s, os; print("python", s.get_python_version(), "Py_ENABLE_SHARED", s.get_config_var("Py_ENABLE_SHARED"),
+  "Python.h", os.path.exists(s.get_paths()["include"] + "/Python.h"), "prefix writable", os.access(s.get_paths()["purelib"], os.W_OK))'
+for tool in gcc g++ make ninja cmake patch mpicxx mpirun cythonize; do printf '%s=%s ' "$tool" "$(command -v "$tool" || echo -)"; done; echo
 "${with_shim[@]}" "$PY" - <<'PY'
 import openmm, torch
 import orb_md_openmm.force  # noqa: F401  (retries openmm-torch's plugins once torch is imported)
@@ -70,7 +80,8 @@ PY
 
 if (( ! SKIP_LAMMPS )); then
   stage "LAMMPS build in the background (log: lammps-build.log)"
-  rm -rf /tmp/lammps-src && mkdir -p /tmp/lammps-src && tar -xJf "$REPO/.gpu/lammps-src.tar.xz" -C /tmp/lammps-src
+  [[ -f /tmp/lammps-src/.orb-md-prepatched ]] ||
+    { mkdir -p /tmp/lammps-src && tar -xJf "$REPO/.gpu/lammps-src.tar.xz" -C /tmp/lammps-src; }
   mpi=(--no-mpi); command -v mpicxx >/dev/null && mpi=()
   if ! command -v patch >/dev/null && [[ -f /tmp/lammps-src/.orb-md-prepatched ]]; then
     mkdir -p "$GPULIB/bin" && printf '#!/bin/sh\nexit 0\n' > "$GPULIB/bin/patch" && chmod +x "$GPULIB/bin/patch"
@@ -89,14 +100,17 @@ run_tests() {  # junit-name timeout pytest-arguments...
   timeout "$limit" "${with_shim[@]}" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rA --junitxml="$xml" "$@" || status=1
 }
 
+xmls=()
+if (( ! LAMMPS_ONLY )); then
 stage "tests/gpu without LAMMPS"
 run_tests gpu-tests.xml $(( $(left) - 260 )) "$REPO/tests/gpu" --ignore="$REPO/tests/gpu/test_cuda_lammps.py"
+xmls+=("$RESULTS/gpu-tests.xml")
 
 stage "benchmarks/bench_gpu.py"
 timeout $(( $(left) - 90 )) "${with_shim[@]}" "$PY" "$REPO/benchmarks/bench_gpu.py" --device cuda --out "$RESULTS" --pdb "$REPO/.gpu/3ks3.pdb" ||
   { echo "bench_gpu.py failed or was stopped"; status=1; }
+fi
 
-xmls=("$RESULTS/gpu-tests.xml")
 if (( ! SKIP_LAMMPS )); then
   stage "waiting for the LAMMPS build"
   wait "$build_pid" && echo "LAMMPS built" || { echo "LAMMPS build failed or was stopped: tail of lammps-build.log:"; tail -n 30 "$RESULTS/lammps-build.log"; status=1; }
@@ -108,7 +122,7 @@ fi
 stage "report"
 "$PY" "$REPO/benchmarks/gpu_report.py" "$RESULTS" "${xmls[@]}" || status=1
 if [[ -n "${OUT:-}" ]]; then
-  for f in gpu.md gpu.json gpu-tests.xml gpu-lammps-tests.xml gpu-check.log lammps-build.log; do
+  for f in gpu.md gpu.json gpu-tests.xml gpu-lammps-tests.xml "$(basename "$LOG")" lammps-build.log; do
     [[ -f "$RESULTS/$f" ]] && cp "$RESULTS/$f" "$OUT/"
   done
 fi
