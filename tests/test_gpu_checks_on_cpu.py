@@ -27,6 +27,19 @@ def test_calculator_with_a_model_object_does_not_ignore_device() -> None:
         OrbCalculator(model, device="cuda")
 
 
+@no_gpu
+def test_cli_device_cuda_without_a_gpu_is_one_line(tmp_path, capsys) -> None:
+    import ase.io
+    from ase.build import molecule
+
+    from orb_md.cli import main
+
+    ase.io.write(tmp_path / "h2o.xyz", molecule("H2O"))
+    assert main(["run", str(tmp_path / "h2o.xyz"), "--random-weights", "--device", "cuda", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("orb-md: error:") and "no CUDA GPU is usable here" in err and "\n" not in err
+
+
 def test_calculator_device_none_keeps_the_model_and_a_device_moves_it(one_thread) -> None:
     model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, **TINY)
     assert OrbCalculator(model).model is model
