@@ -40,6 +40,19 @@ def test_cli_device_cuda_without_a_gpu_is_one_line(tmp_path, capsys) -> None:
     assert err.startswith("orb-md: error:") and "no CUDA GPU is usable here" in err and "\n" not in err
 
 
+@no_gpu
+def test_openmm_python_force_device_cuda_without_a_gpu_is_an_input_error(one_thread) -> None:
+    openmm = pytest.importorskip("openmm")
+    if not hasattr(openmm, "PythonForce"):
+        pytest.skip("this OpenMM has no PythonForce")
+    from orb_md_openmm.python_force import create_python_force
+    from tests.openmm_systems import water
+
+    model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, **TINY)
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        create_python_force(model, water(0.8).topology, device="cuda")
+
+
 def test_calculator_device_none_keeps_the_model_and_a_device_moves_it(one_thread) -> None:
     model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, **TINY)
     assert OrbCalculator(model).model is model
