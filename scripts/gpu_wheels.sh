@@ -13,7 +13,7 @@
 #            149 MB, over the 64 MiB limit by itself), libnvrtc.so.12 (see gpu_check.sh: an empty stub suffices);
 #   lammps-src.tar.xz  LAMMPS trimmed to what scripts/build_lammps.sh builds (core, PYTHON, ML-IAP, ML-SNAP, STUBS,
 #            cmake, python) with orb_md's patches applied, from Debian's source that build_lammps.sh caches in
-#            $ORB_MD_CACHE/src (3 MB; CMake configures it, checked here; the build itself runs on the device);
+#            $ORB_MD_CACHE/src (the build itself runs on the device);
 #   3ks3.pdb  carbonic anhydrase II for benchmark (c), from ../shared/data/structures.
 # Fails when the tree that travels (tracked + untracked-not-ignored files + .gpu) exceeds 64 MiB.
 set -euo pipefail
