@@ -2,7 +2,7 @@
 # Every CUDA path of orb_md, run and measured in one call on the GPU device machine (at most ~9 minutes):
 #
 #   bash scripts/gpu_wheels.sh                                   # here, once: builds .gpu/ (wheels, LAMMPS source)
-#   device run --carry .gpu --timeout 600 'bash scripts/gpu_check.sh'
+#   then the device tool's run: command 'bash scripts/gpu_check.sh', carry [".gpu"], timeout_s 600
 #
 # 1. installs .gpu/wheels into /tmp/orb-md-site (no registry there), builds two tiny libraries with the device's g++:
 #    an empty libnvrtc.so.12 (openmm-torch's PyPI wheel, built against torch 2.9 + CUDA 12, lists it as NEEDED but

@@ -3,7 +3,7 @@
 # Python 3.12, torch 2.11+cu130, nvcc, g++, CMake, no registry access and takes <= 64 MiB of working tree per call.
 #
 #   bash scripts/gpu_wheels.sh            # writes .gpu/ (ignored) in this checkout, prints sizes; then on the device:
-#   device run --carry .gpu 'bash scripts/gpu_check.sh'
+#   the device tool's run: command 'bash scripts/gpu_check.sh', carry [".gpu"], timeout_s 600
 #
 # Run it in the checkout the device tool sends (the session's own repo). .gpu/ holds:
 #   wheels/  cp312 manylinux wheels of what the device image lacks (KINDS.md lists it): openmm, openmmtorch and their
