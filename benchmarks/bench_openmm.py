@@ -17,7 +17,7 @@ the CPU time of the whole process (process_time: every thread, OpenMM's worker t
 per step; ratios of medians; steps/s and ns/day (0.5 fs) from the wall time.
 torch's intra-op threads and the OpenMM CPU platform's threads are both set to ``--threads``.
 On CPU, glibc's dynamic mmap/trim thresholds can make either path page-fault its large tensors
-afresh every step (tens of thousands of minor faults, ~30% of the step); fixed thresholds, e.g.
+afresh every step (benchmarks/results/openmm.md); fixed thresholds, e.g.
 ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000``, remove that.
 Model: random weights of --model; reduced width (latent 32, MLP 64) unless --full-width.
 """

@@ -366,12 +366,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
+    import orb_md
     from orb_md import BUNDLED_MODELS, RELEASED_MODELS
     from orb_md.cache import CACHE_ENV
     from orb_md.checkpoints import checkpoint_dir
     from orb_md.cpus import usable_cpus
-
-    import orb_md
 
     cache = checkpoint_dir()
     print(f"orb_md {_version()} ({Path(orb_md.__file__).parent}), torch {torch.__version__}, python {sys.version.split()[0]}")

@@ -26,9 +26,9 @@ forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`o
 from __future__ import annotations
 
 import ctypes
-import sys
 import dataclasses
 import os
+import sys
 from typing import Any
 
 import numpy as np

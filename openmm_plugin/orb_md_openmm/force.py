@@ -14,10 +14,15 @@ import torch
 # openmmtorch links libnvrtc & co. that only `import torch` (CUDA wheels) puts on the loader path.
 from openmmtorch import TorchForce
 
-from orb_md_openmm.common import (
-    evaluator_inputs, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers, wrap_evaluator,
-)
 from orb_md.graph.vesin_search import vesin_available
+from orb_md_openmm.common import (
+    evaluator_inputs,
+    make_wrapper,
+    resolve_model,
+    resolve_periodic,
+    topology_atomic_numbers,
+    wrap_evaluator,
+)
 from orb_md_openmm.module import CapturableOrbEvaluator
 
 __all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]

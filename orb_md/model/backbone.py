@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orb_md.model.config import OrbConfig
 from orb_md.model.conditioning import ChargeSpinConditioner
+from orb_md.model.config import OrbConfig
 from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_envelope
 from orb_md.model.layers import MLPAndNorm, PairMLP, add_segments, mlp
 
