@@ -143,7 +143,7 @@ def openmm_rates(device: torch.device, quick: bool, pdb: Path, steps: int) -> di
 def graph_times(device: torch.device, quick: bool, repeats: int) -> list[dict]:
     """(d) neighbour-list construction per backend and size."""
     from orb_md.graph import FixedCapacityNeighborList, neighbor_list
-    from tests.gpu.checks import backends_for
+    from orb_md.graph.backends import usable_backends
 
     rows = []
     for target in (100, 1000) if quick else (1000, 10_000, 100_000):
@@ -153,7 +153,7 @@ def graph_times(device: torch.device, quick: bool, repeats: int) -> list[dict]:
         pbc = torch.ones(1, 3, dtype=torch.bool, device=device)
         index = torch.zeros(len(atoms), dtype=torch.int64, device=device)
         calls = {}
-        for backend in backends_for(str(device)):
+        for backend in usable_backends(device):
             if backend == "auto" or (backend == "brute_force" and len(atoms) > 1000):
                 continue
             calls[backend] = lambda b=backend: neighbor_list(positions, cell, pbc, index, 6.0, 20, backend=b)

@@ -72,6 +72,15 @@ def test_float32_high_against_float64_helper(one_thread) -> None:
     assert torch.get_float32_matmul_precision() == before  # restored
 
 
+def test_usable_backends_leave_native_to_the_cpu() -> None:
+    from orb_md.graph.backends import usable_backends
+    from orb_md.graph.native import native_available
+
+    on_cuda = usable_backends(torch.device("cuda"))
+    assert "native" not in on_cuda and {"auto", "brute_force", "cell_list"} <= set(on_cuda)
+    assert ("native" in usable_backends(torch.device("cpu"))) == native_available()
+
+
 def test_fixed_capacity_edges_helper_equals_brute_force(one_thread) -> None:
     for atoms in checks.structures(2):
         for got, want in zip(checks.edges(atoms, "fixed_capacity", "cpu"), checks.edges(atoms, "brute_force", "cpu")):

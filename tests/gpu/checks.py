@@ -11,10 +11,8 @@ from ase.build import bulk, molecule
 
 from orb_md import build_model
 from orb_md.batch import atoms_to_batch, evaluate
-from orb_md.graph import BACKENDS, FixedCapacityNeighborList, neighbor_list
+from orb_md.graph import FixedCapacityNeighborList, neighbor_list
 from orb_md.graph.knn import edge_lengths
-from orb_md.graph.native import native_available
-from orb_md.graph.nvalchemi_search import nvalchemi_available
 from orb_md.md import BatchMD, create_state
 from orb_md.precision import apply_precision
 
@@ -52,12 +50,6 @@ def relative_errors(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> 
         "forces_abs": float(np.max(np.abs(got["forces"] - want["forces"]))),
         "stress_abs": float(np.max(np.abs(got["stress"] - want["stress"]))),
     }
-
-
-def backends_for(device: str) -> list[str]:
-    """The neighbour backends usable on ``device`` here ("native" is CPU only; "nvalchemi" is optional)."""
-    usable = [b for b in BACKENDS if b != "native" or (torch.device(device).type == "cpu" and native_available())]
-    return [b for b in usable if b != "nvalchemi" or nvalchemi_available()]
 
 
 def edges(atoms: ase.Atoms, backend: str, device: str) -> tuple[np.ndarray, ...]:

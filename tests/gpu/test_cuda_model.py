@@ -9,6 +9,7 @@ import torch
 
 from orb_md import build_model
 from orb_md.calculator import OrbCalculator
+from orb_md.graph.backends import usable_backends
 from tests.gpu import checks
 
 pytestmark = pytest.mark.cuda
@@ -38,7 +39,7 @@ def test_float32_high_error_against_float64(name: str, cpu_reference: dict, reco
     assert errors["energy_relative"] < 1e-2 and errors["forces_abs"] < 1.0, errors
 
 
-@pytest.mark.parametrize("backend", checks.backends_for("cuda") + ["fixed_capacity"])
+@pytest.mark.parametrize("backend", usable_backends(torch.device("cuda")) + ["fixed_capacity"])
 def test_neighbour_backend_edges_on_cuda_equal_cpu(backend: str) -> None:
     for atoms in checks.structures():
         want = checks.edges(atoms, "brute_force", "cpu")
