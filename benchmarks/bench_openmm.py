@@ -88,9 +88,12 @@ def direct_call(model, modeller: app.Modeller, device: str, dtype: torch.dtype) 
     return call
 
 
-def openmm_step(model, modeller: app.Modeller, implementation: str, platform: str, threads: int) -> Callable[[], None]:
-    """One Verlet step (one force evaluation) of a Context with the orb_md force only."""
-    system = MLPotential(f"orb_md/{model.config.name}").createSystem(modeller.topology, model=model, implementation=implementation)
+def openmm_step(model, modeller: app.Modeller, implementation: str, platform: str, threads: int,
+                **options) -> Callable[[], None]:
+    """One Verlet step (one force evaluation) of a Context with the orb_md force only (``options``: createSystem's,
+    e.g. cudaGraphs=True)."""
+    system = MLPotential(f"orb_md/{model.config.name}").createSystem(
+        modeller.topology, model=model, implementation=implementation, **options)
     integrator = openmm.VerletIntegrator(TIME_STEP_FS * 1e-3)
     properties = {"Threads": str(threads)} if platform == "CPU" else {}
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)

@@ -156,16 +156,18 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace):
     from orb_md import build_model, load_model
+    from orb_md.devices import resolve_device
     from orb_md.precision import apply_precision
 
+    device = resolve_device(args.device)
     if args.random_weights:
         dtype = apply_precision(args.precision)
-        return build_model(args.model, dtype=dtype, device=args.device, **RANDOM_WIDTHS[args.model_width])
+        return build_model(args.model, dtype=dtype, device=device, **RANDOM_WIDTHS[args.model_width])
     if args.ckpt:
         ckpt = Path(args.ckpt)
         architecture = None if any(ckpt.name.startswith(n) for n in _released()) else args.model
-        return load_model(ckpt, architecture=architecture, precision=args.precision, device=args.device)
-    return load_model(args.model, precision=args.precision, device=args.device)
+        return load_model(ckpt, architecture=architecture, precision=args.precision, device=device)
+    return load_model(args.model, precision=args.precision, device=device)
 
 
 def _released() -> list[str]:

@@ -14,6 +14,10 @@ build has the halo exchange, else halo), all exact:
 * ``halo`` (stock LAMMPS, several ranks): ``pair_style mliap unified file 1`` + ``comm_modify cutoff
   >= 36 + 2*skin``; the GNN runs redundantly on local + ghost atoms within 5 hops of the local ones.
 
+Device: ``device`` at export (``cpu``, ``cuda``, ``cuda:N``), overridden at run time by ``ORB_MD_LAMMPS_DEVICE``;
+``cuda`` without an index puts MPI rank k on GPU k mod (GPUs visible). LAMMPS's arrays stay on the host: each
+force call copies the graph to the device once and the results back once (plus the small allreduced sums).
+
 Global quantities (pooled features, N, references, ZBL, the net direct force) are MPI-allreduced
 (:mod:`orb_md_lammps.evaluate`). Conservative models return fij = dE/dr_ij; direct models write their
 forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`orb_md_lammps.virial`).
@@ -40,6 +44,7 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 
 from ase.data import chemical_symbols
 
+from orb_md.devices import resolve_device
 from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
@@ -50,6 +55,7 @@ from orb_md_lammps.virial import add_to_virial
 
 ALL_ELEMENTS = list(chemical_symbols[1:119])  # H..Og: element index + 1 == Z
 MODES = ("auto", "fold", "exchange", "halo")
+DEVICE_VARIABLE = "ORB_MD_LAMMPS_DEVICE"
 
 
 COUPLING_TYPES = ("mliap_unified_couple.MLIAPDataPy", "mliap_unified_couple_kokkos.MLIAPDataPy")
@@ -104,9 +110,13 @@ class OrbMLIAPUnified(MLIAPUnified):
     """
 
     def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto",
-                 charge: float | None = None, spin: float | None = None) -> None:
+                 charge: float | None = None, spin: float | None = None, device: str = "cpu") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(f"device must be cpu, cuda or cuda:N, got {device!r}") from None
         config = model.config
         if config.charge_spin and not model.conservative:
             raise InputError(
@@ -130,6 +140,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         if element_types:
             warn_untrained_elements(model, [chemical_symbols.index(s) for s in element_types])
         self.mode = mode
+        self.device = str(device)  # where the model runs; resolved (and checked) at the first force call
         self._model = None
         self._lmp = None
         self._lmp_key = None
@@ -155,15 +166,28 @@ class OrbMLIAPUnified(MLIAPUnified):
             config = OrbConfig(**self.config_dict)
             model = OrbModel(config, zero_net_force=self.zero_net_force)
             model.load_state_dict(self.state)
-            model = model.to(getattr(torch, self.dtype_name)).eval()
+            device = self._run_device()
+            model = model.to(device=device, dtype=getattr(torch, self.dtype_name)).eval()
             model.training_elements = getattr(self, "training_elements", None)
             for p in model.parameters():
                 p.requires_grad_(False)
             self._model = model
             self._z_of_elem = torch.tensor(
-                [chemical_symbols.index(s) for s in self.element_types], dtype=torch.long
+                [chemical_symbols.index(s) for s in self.element_types], dtype=torch.long, device=device
             )
         return self._model
+
+    def _run_device(self) -> torch.device:
+        """The export's device or ``$ORB_MD_LAMMPS_DEVICE``; plain ``cuda``: this MPI rank's share of the GPUs."""
+        name = os.environ.get(DEVICE_VARIABLE) or getattr(self, "device", "cpu")  # files older than the option: cpu
+        try:
+            device = resolve_device(name)
+        except InputError as error:
+            source = f"${DEVICE_VARIABLE}" if os.environ.get(DEVICE_VARIABLE) else "the exported device"
+            raise OrbLammpsError(f"orb_md: {source}: {error}") from None
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", getattr(self, "_rank", 0) % torch.cuda.device_count())
+        return device
 
     def compute_descriptors(self, data) -> None:
         pass
@@ -190,6 +214,7 @@ class OrbMLIAPUnified(MLIAPUnified):
             nprocs = lmp.extract_setting("world_size")
             self._comm = lmp.get_mpi_comm() if nprocs > 1 else None
             self._nprocs = nprocs
+            self._rank = 0 if self._comm is None else self._comm.Get_rank()
         return self._lmp
 
     def _choose_mode(self, data) -> str:
@@ -242,7 +267,8 @@ class OrbMLIAPUnified(MLIAPUnified):
         lmp = self._setup(data)
         model = self.model
         condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
-        charge, spin = condition if condition is not None else (None, None)
+        charge, spin = ((value.to(self._z_of_elem.device) for value in condition) if condition is not None
+                        else (None, None))
         nlocal, ntotal = int(data.nlocal), int(data.ntotal)
         if int(data.nlistatoms) != nlocal:
             raise OrbLammpsError("orb_md: atoms of NULL types (pair_style hybrid) are not supported")
@@ -263,14 +289,15 @@ class OrbMLIAPUnified(MLIAPUnified):
         pidx, senders, receivers, nodes = self._graph(lmp, mode, pair_i, pair_j, rij, tags, x, nlocal, ntotal)
         rows = ntotal if mode == "exchange" else nlocal  # rows of atom->f a direct model writes
 
-        z = self._z_of_elem[torch.from_numpy(elems[nodes])]
+        device = self._z_of_elem.device
+        z = self._z_of_elem[torch.from_numpy(elems[nodes]).to(device)]
         warn_untrained_elements(model, z)
-        s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
+        s, r = torch.from_numpy(senders).to(device), torch.from_numpy(receivers).to(device)
         if mode == "exchange":
             def features(vectors):
                 return exchange.node_features(model.model, data, z, vectors, s, r, nlocal, charge, spin)
         else:
-            system = torch.zeros(z.shape[0], dtype=torch.long)
+            system = torch.zeros(z.shape[0], dtype=torch.long, device=device)
 
             def features(vectors):
                 return model.model(z, vectors, s, r, system, charge, spin)
@@ -298,6 +325,6 @@ class OrbMLIAPUnified(MLIAPUnified):
 
 
 def make_unified(model, element_types: list[str] | None = None, mode: str = "auto",
-                 charge: float | None = None, spin: float | None = None) -> OrbMLIAPUnified:
+                 charge: float | None = None, spin: float | None = None, device: str = "cpu") -> OrbMLIAPUnified:
     """The object to ``torch.save`` (or ``lammps.mliap.load_unified``) for a loaded OrbModel."""
-    return OrbMLIAPUnified(model, element_types=element_types, mode=mode, charge=charge, spin=spin)
+    return OrbMLIAPUnified(model, element_types=element_types, mode=mode, charge=charge, spin=spin, device=device)

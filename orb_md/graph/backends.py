@@ -67,6 +67,14 @@ def choose_backend(n_atoms: int, device: torch.device) -> str:
     return choose_search(n_atoms)
 
 
+def usable_backends(device: torch.device) -> list[str]:
+    """The BACKENDS that run on ``device`` in this environment: "native" needs the CPU and the compiled ops, "vesin"
+    and "nvalchemi" their packages."""
+    available = {"native": device.type == "cpu" and native_available(), "vesin": vesin_available(),
+                 "nvalchemi": nvalchemi_available()}
+    return [backend for backend in BACKENDS if available.get(backend, True)]
+
+
 def make_search(backend: str, radius: float) -> torch.nn.Module:
     """Instantiate a concrete search backend ("auto" must be resolved first)."""
     if backend == "brute_force":
