@@ -127,9 +127,10 @@ def test_lammps_cuda_export_without_a_gpu_is_a_clear_error(tmp_path) -> None:
     assert "the exported device: device 'cuda': no CUDA GPU is usable here" in out, out[-3000:]
 
 
-def test_lammps_export_rejects_an_unknown_device(tmp_path) -> None:
+def test_lammps_export_rejects_an_unknown_device(tmp_path, capsys) -> None:
     from orb_md_lammps.export import main
 
-    with pytest.raises(InputError, match="device must be cpu, cuda or cuda:N"):
+    with pytest.raises(SystemExit):
         main(["orb-v3-direct-20-omat", str(tmp_path / "x.pt"), "--random-weights", "--latent-dim", "8",
               "--mlp-hidden-dim", "16", "--device", "gpu"])
+    assert "device must be cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
