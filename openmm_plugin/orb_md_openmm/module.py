@@ -180,3 +180,44 @@ class EnergyForcesModule(torch.nn.Module):
         if self.evaluator.subset:
             forces = torch.zeros_like(positions).index_copy(0, self.evaluator.indices, forces)
         return out["energy"].sum() * self.energy_scale, forces.contiguous()
+
+
+def _box_and_scale(periodic: bool, second: torch.Tensor, third: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """openmm-torch appends each global parameter after the box: (positions, box, λ) when periodic, (positions, λ) not."""
+    if not periodic:
+        return None, second
+    if third is None:
+        raise ValueError("orb_md: the interpolated TorchForce is periodic but OpenMM passed no global parameter after the box")
+    return second, third
+
+
+class ScaledEnergyModule(torch.nn.Module):
+    """λ·E of an :class:`EnergyModule`, λ a TorchForce global parameter (openmm-ml's ``lambda_interpolate``).
+
+    OpenMM's autograd then gives λ·F, so the ML region is switched on and off without a ``CustomCVForce``.
+    """
+
+    def __init__(self, module: torch.nn.Module, periodic: bool):
+        super().__init__()
+        self.module = module
+        self.periodic = periodic
+
+    def forward(self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
+        return self.module(positions, boxvectors) * factor
+
+
+class ScaledEnergyForcesModule(torch.nn.Module):
+    """(λ·E, λ·F) of an :class:`EnergyForcesModule`; λ as in :class:`ScaledEnergyModule`."""
+
+    def __init__(self, module: torch.nn.Module, periodic: bool):
+        super().__init__()
+        self.module = module
+        self.periodic = periodic
+
+    def forward(
+        self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
+        energy, forces = self.module(positions, boxvectors)
+        return energy * factor, forces * factor.to(forces.dtype)
