@@ -20,6 +20,14 @@ EV_TO_KJ_PER_MOL = 96.48533212
 NM_TO_ANGSTROM = 10.0
 
 
+def no_box_message() -> str:
+    """Raised by a periodic module called without box vectors (a function: TorchScript takes no global strings)."""
+    return (
+        "orb_md: this module was built for a periodic system but OpenMM passed no box vectors: "
+        "call setUsesPeriodicBoundaryConditions(True) on its TorchForce"
+    )
+
+
 def _register_system(
     module: torch.nn.Module,
     atomic_numbers: List[int],
@@ -75,7 +83,7 @@ class OrbEvaluator(torch.nn.Module):
         cell = self.zero_cell
         if self.periodic:
             if boxvectors is None:
-                raise ValueError("orb_md TorchForce is periodic but OpenMM passed no box vectors")
+                raise ValueError(no_box_message())
             cell = (boxvectors.to(self.zero_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
         senders, receivers, shifts = self.neighbors(positions, cell, self.pbc, self.system_index)
         total_charge: Optional[torch.Tensor] = None
@@ -130,7 +138,7 @@ class CapturableOrbEvaluator(torch.nn.Module):
         cell = self.vacuum_cell
         if self.periodic:
             if boxvectors is None:
-                raise ValueError("orb_md TorchForce is periodic but OpenMM passed no box vectors")
+                raise ValueError(no_box_message())
             cell = (boxvectors.to(self.vacuum_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
         senders, receivers, shifts, overflow = self.neighbors(positions, cell)
         total_charge: Optional[torch.Tensor] = None
@@ -187,7 +195,7 @@ def _box_and_scale(periodic: bool, second: torch.Tensor, third: Optional[torch.T
     if not periodic:
         return None, second
     if third is None:
-        raise ValueError("orb_md: the interpolated TorchForce is periodic but OpenMM passed no global parameter after the box")
+        raise ValueError(no_box_message())
     return second, third
 
 
