@@ -17,7 +17,7 @@ the CPU time of the whole process (process_time: every thread, OpenMM's worker t
 per step; ratios of medians; steps/s and ns/day (0.5 fs) from the wall time.
 torch's intra-op threads and the OpenMM CPU platform's threads are both set to ``--threads``.
 On CPU, glibc's dynamic mmap/trim thresholds can make either path page-fault its large tensors
-afresh every step (tens of thousands of minor faults, ~30% of the step); fixed thresholds, e.g.
+afresh every step (benchmarks/results/openmm.md); fixed thresholds, e.g.
 ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000``, remove that.
 Model: random weights of --model; reduced width (latent 32, MLP 64) unless --full-width.
 """
@@ -88,9 +88,12 @@ def direct_call(model, modeller: app.Modeller, device: str, dtype: torch.dtype) 
     return call
 
 
-def openmm_step(model, modeller: app.Modeller, implementation: str, platform: str, threads: int) -> Callable[[], None]:
-    """One Verlet step (one force evaluation) of a Context with the orb_md force only."""
-    system = MLPotential(f"orb_md/{model.config.name}").createSystem(modeller.topology, model=model, implementation=implementation)
+def openmm_step(model, modeller: app.Modeller, implementation: str, platform: str, threads: int,
+                **options) -> Callable[[], None]:
+    """One Verlet step (one force evaluation) of a Context with the orb_md force only (``options``: createSystem's,
+    e.g. cudaGraphs=True)."""
+    system = MLPotential(f"orb_md/{model.config.name}").createSystem(
+        modeller.topology, model=model, implementation=implementation, **options)
     integrator = openmm.VerletIntegrator(TIME_STEP_FS * 1e-3)
     properties = {"Threads": str(threads)} if platform == "CPU" else {}
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)

@@ -1,6 +1,6 @@
 """One benchmark report: run every suite, gather its JSON rows, write a Markdown table and a PNG plot.
 
-    nice python benchmarks/report.py                  # quick sizes (~20 min on 2 busy CPU cores)
+    nice python benchmarks/report.py                  # quick sizes (the suites' wall times: report.md)
     nice python benchmarks/report.py --full           # each suite's own default (large) sizes: hours on a CPU
     python benchmarks/report.py --suites neighbors batch --suite-args batch "--steps 2"
     orb-md bench --report [-- OPTIONS]                # the same through the command line
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +47,7 @@ class Suite:
     executables: tuple[str, ...] = ()
 
 
-# quick: sizes chosen so the whole report takes ~20 min on 2 CPU cores shared with other jobs (1 thread each)
+# quick: sizes chosen so the whole report takes minutes, not hours, on 2 shared CPU cores (1 thread each)
 SUITES = {
     "model": Suite(("--quick", "--systems", "cu", "--models", "direct-20", "conservative-20", "--variants", "full"),
                    modules=("orb_models",)),
@@ -213,7 +213,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started, load_start = datetime.now(timezone.utc), os.getloadavg()
+    started, load_start = datetime.now(UTC), os.getloadavg()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     outcomes = [run_suite(name, args, args.work) for name in args.suites]

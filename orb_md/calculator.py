@@ -8,6 +8,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from orb_md.batch import atoms_to_batch, evaluate
 from orb_md.checkpoints import load_model
+from orb_md.devices import resolve_device
 from orb_md.errors import InputError
 from orb_md.model.orb import OrbModel
 
@@ -16,7 +17,8 @@ class OrbCalculator(Calculator):
     """Energy, free energy, forces, stress and per-atom confidence of an Orb-v3 model.
 
     ``model`` is an :class:`OrbModel` or a released model name / checkpoint path (loaded with
-    ``precision``). For the OMol models, total charge and spin multiplicity are read from
+    ``precision``). ``device`` moves the model there; None keeps an OrbModel where it is and loads a name
+    on the CPU. For the OMol models, total charge and spin multiplicity are read from
     ``atoms.info['charge']`` and ``atoms.info['spin']``, falling back to ``charge``/``spin``.
     ``confidence`` is the (N, 50) probability of each per-atom force-error bin.
     """
@@ -28,13 +30,16 @@ class OrbCalculator(Calculator):
         model: OrbModel | str,
         *,
         precision: str = "float32-high",
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         charge: float | None = None,
         spin: float | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
-        self.model = model if isinstance(model, OrbModel) else load_model(model, precision=precision, device=device)
+        if isinstance(model, OrbModel):
+            self.model = model if device is None else model.to(resolve_device(device))
+        else:
+            self.model = load_model(model, precision=precision, device=resolve_device(device or "cpu"))
         self.charge = charge
         self.spin = spin
 

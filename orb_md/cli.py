@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="file to write")
     export.add_argument("--structure", help="openmm: structure file giving the atomic numbers (and periodicity)")
     export.add_argument("--elements", help="lammps: comma-separated element of each LAMMPS atom type (e.g. Cu,O)")
+    export.add_argument("--charge", type=float, help="lammps, OMol models: total charge of the system (e)")
+    export.add_argument("--spin", type=float, help="lammps, OMol models: spin multiplicity 2S+1 of the system")
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmark scripts, or a quick built-in timing",
@@ -154,16 +156,18 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace):
     from orb_md import build_model, load_model
+    from orb_md.devices import resolve_device
     from orb_md.precision import apply_precision
 
+    device = resolve_device(args.device)
     if args.random_weights:
         dtype = apply_precision(args.precision)
-        return build_model(args.model, dtype=dtype, device=args.device, **RANDOM_WIDTHS[args.model_width])
+        return build_model(args.model, dtype=dtype, device=device, **RANDOM_WIDTHS[args.model_width])
     if args.ckpt:
         ckpt = Path(args.ckpt)
         architecture = None if any(ckpt.name.startswith(n) for n in _released()) else args.model
-        return load_model(ckpt, architecture=architecture, precision=args.precision, device=args.device)
-    return load_model(args.model, precision=args.precision, device=args.device)
+        return load_model(ckpt, architecture=architecture, precision=args.precision, device=device)
+    return load_model(args.model, precision=args.precision, device=device)
 
 
 def _released() -> list[str]:
@@ -295,6 +299,8 @@ def cmd_phonons(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.engine == "openmm" and not args.structure:
         raise InputError("export openmm needs --structure FILE: the TorchScript module is specialised to its atoms")
+    if args.engine == "openmm" and (args.charge is not None or args.spin is not None):
+        raise InputError("--charge/--spin are options of export lammps")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.engine == "lammps":
@@ -302,7 +308,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         lammps.export(
             args.ckpt or args.model, str(output), architecture=args.model if args.ckpt else None,
             random_weights=args.random_weights, precision=args.precision,
-            elements=args.elements.split(",") if args.elements else None,
+            elements=args.elements.split(",") if args.elements else None, charge=args.charge, spin=args.spin,
             **(RANDOM_WIDTHS[args.model_width] if args.random_weights else {}),
         )
         print(f"wrote {output} (lammps ML-IAP unified, {args.ckpt or args.model})")
@@ -364,12 +370,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
+    import orb_md
     from orb_md import BUNDLED_MODELS, RELEASED_MODELS
     from orb_md.cache import CACHE_ENV
     from orb_md.checkpoints import checkpoint_dir
     from orb_md.cpus import usable_cpus
-
-    import orb_md
 
     cache = checkpoint_dir()
     print(f"orb_md {_version()} ({Path(orb_md.__file__).parent}), torch {torch.__version__}, python {sys.version.split()[0]}")

@@ -15,8 +15,8 @@ CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 
 def usable_cpus() -> int:
     """The process's affinity mask, capped by a cgroup CPU quota. Containers often show every host CPU while
-    granting two; torch and OpenMM then start one spinning thread per visible CPU, and small-system MD gets
-    tens of times slower."""
+    granting two; torch and OpenMM then start one spinning thread per visible CPU, and small-system MD slows
+    down many times over."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         if CGROUP_V2_QUOTA.exists():

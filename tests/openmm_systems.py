@@ -38,15 +38,18 @@ def ca2_fragment() -> app.Modeller:
     return modeller
 
 
-def one_force_context(force: openmm.Force, modeller: app.Modeller, platform: str = "Reference") -> openmm.Context:
-    """A Context of a System holding only ``force``, at the modeller's positions and box."""
+def one_force_context(force: openmm.Force, modeller: app.Modeller, platform: str = "Reference",
+                      properties: dict[str, str] | None = None) -> openmm.Context:
+    """A Context of a System holding only ``force``, at the modeller's positions and box (``properties``: the
+    platform's, e.g. {"Precision": "double"} on CUDA)."""
     system = openmm.System()
     for atom in modeller.topology.atoms():
         system.addParticle(atom.element.mass)
     if modeller.topology.getPeriodicBoxVectors() is not None:
         system.setDefaultPeriodicBoxVectors(*modeller.topology.getPeriodicBoxVectors())
     system.addForce(force)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform),
+                             properties or {})
     context.setPositions(modeller.positions)
     return context
 

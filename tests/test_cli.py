@@ -13,7 +13,6 @@ import pytest
 from orb_md.cli import main
 from tests.benchmark_scripts import load_benchmark
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 

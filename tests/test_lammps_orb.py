@@ -133,7 +133,7 @@ def lammps_results(tmp: Path, data: Path, model: Path, elements: list[str], rank
         used = set(re.findall(r"^orb_md_lammps: rank \d+ mode (\w+)", out, re.MULTILINE))
         assert used == {mode}, f"asked for mode {mode}, ran {used}:\n{out[-3000:]}"
     lines = out.splitlines()
-    head = next(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"])
+    head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"])
     values = [float(v) for v in lines[head + 1].split()]
     dump = np.loadtxt(tmp / "forces.dump", skiprows=9)
     pv = np.array(values[3:9])  # xx yy zz xy xz yz (bar)
@@ -182,7 +182,7 @@ def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path, ran
         script += "clear\n" + block.replace("forces.dump", f"forces{k}.dump")
     out = run_lmp(tmp, script, ranks)
     lines = out.splitlines()
-    heads = [i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"]]
+    heads = [i for i, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"]]
     results = []
     for k, head in enumerate(heads):
         values = [float(v) for v in lines[head + 1].split()]
@@ -340,7 +340,7 @@ timestep {dt}
 
 def thermo(out: str, first: str = "Step") -> np.ndarray:
     lines = out.splitlines()
-    head = max(i for i, l in enumerate(lines) if l.split()[:1] == [first])
+    head = max(i for i, line in enumerate(lines) if line.split()[:1] == [first])
     rows = []
     for line in lines[head + 1:]:
         try:

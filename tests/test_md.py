@@ -11,9 +11,7 @@ import pytest
 import torch
 
 from orb_md import InputError, build_model
-from orb_md.md import (
-    BatchMD, ForceField, ThermoReporter, TrajectoryReporter, create_state, load_checkpoint,
-)
+from orb_md.md import BatchMD, ForceField, ThermoReporter, TrajectoryReporter, create_state, load_checkpoint
 from orb_md.md.units import parse_quantity
 
 SMALL = dict(latent_dim=16, mlp_hidden_dim=32)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.conftest import shared_data
 
 pytest.importorskip("pdbfixer")

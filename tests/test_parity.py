@@ -14,12 +14,7 @@ import torch
 
 from orb_md import RELEASED_MODELS, build_model
 from orb_md.batch import atoms_to_batch, evaluate
-from tests.orb_reference import (
-    orb_md_predict_on_graph,
-    orb_models_graph,
-    orb_models_predict,
-    orb_models_twin,
-)
+from tests.orb_reference import orb_md_predict_on_graph, orb_models_graph, orb_models_predict, orb_models_twin
 
 FP64 = {"energy_rel": 1e-10, "abs": 1e-9}
 FP32 = {"rel": 1e-5}  # relative = ||ours - ref|| / ||ref|| per quantity

@@ -9,12 +9,20 @@ owners' rows, wherever those live; each rank then updates its local nodes. Both 
 too. The normal ghost cutoff (6 Å + skin) suffices, and each rank does the work of its own atoms.
 
 ``data.forward_exchange``/``reverse_exchange`` are the ML-IAP KOKKOS coupling's, added to the plain coupling
-by lammps_plugin/patches/mliap-halo-exchange.patch.
+by lammps_plugin/patches/mliap-halo-exchange.patch; that coupling reads host memory, so rows of a model on a
+GPU are exchanged through a host copy.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def _exchanged(rows: torch.Tensor, data, forward: bool) -> torch.Tensor:
+    """A new tensor on ``rows``'s device: ``rows`` after LAMMPS's forward (or reverse) exchange on the host."""
+    host = rows.detach().to("cpu", copy=True).contiguous()
+    (data.forward_exchange if forward else data.reverse_exchange)(host, host, host.shape[1])
+    return host.to(rows.device)
 
 
 class ForwardExchange(torch.autograd.Function):
@@ -23,15 +31,11 @@ class ForwardExchange(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, data) -> torch.Tensor:
         ctx.data = data
-        out = rows.detach().contiguous().clone()
-        data.forward_exchange(out, out, out.shape[1])
-        return out
+        return _exchanged(rows, data, forward=True)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        out = grad.detach().contiguous().clone()
-        ctx.data.reverse_exchange(out, out, out.shape[1])
-        return out, None
+        return _exchanged(grad, ctx.data, forward=False), None
 
 
 class ReverseExchange(torch.autograd.Function):
@@ -40,36 +44,34 @@ class ReverseExchange(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, data) -> torch.Tensor:
         ctx.data = data
-        out = rows.detach().contiguous().clone()
-        data.reverse_exchange(out, out, out.shape[1])
-        return out
+        return _exchanged(rows, data, forward=False)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        out = grad.detach().contiguous().clone()
-        ctx.data.forward_exchange(out, out, out.shape[1])
-        return out, None
+        return _exchanged(grad, ctx.data, forward=True), None
 
 
 def node_features(
     network, data, atomic_numbers: torch.Tensor, vectors: torch.Tensor, senders: torch.Tensor,
-    receivers: torch.Tensor, nlocal: int,
+    receivers: torch.Tensor, nlocal: int, total_charge: torch.Tensor | None = None, spin: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Final features (nlocal, latent) of the local atoms; rows = LAMMPS atoms, local first, then ghosts.
 
     ``senders`` must all be local rows. Every rank must call this for every force call (the exchanges
-    are collective)."""
-    system = torch.zeros(atomic_numbers.shape[0], dtype=torch.long)
-    nodes, edges, sender_chunks, receiver_chunks, gates, _ = network.encode(
-        atomic_numbers, vectors, senders, receivers, system, None, None
+    are collective). ``total_charge``/``spin`` (shape (1,), OMol models) are the whole system's: every row,
+    ghost rows too, gets the same conditioning vector before each layer, as in the single-process network."""
+    system = torch.zeros(atomic_numbers.shape[0], dtype=torch.long, device=atomic_numbers.device)
+    nodes, edges, sender_chunks, receiver_chunks, gates, condition = network.encode(
+        atomic_numbers, vectors, senders, receivers, system, total_charge, spin
     )
     layers = list(network.gnn_stacks)
     for index, layer in enumerate(layers):
+        nodes = layer.conditioned(nodes, condition)
         sent, received, edges = layer.messages(nodes, edges, sender_chunks, receiver_chunks, gates)
         received = ReverseExchange.apply(received, data)
         local = layer.update_nodes(nodes[:nlocal], received[:nlocal], sent[:nlocal])
         if index == len(layers) - 1:
             return local
-        ghosts = torch.zeros(nodes.shape[0] - nlocal, local.shape[1], dtype=local.dtype)
+        ghosts = torch.zeros(nodes.shape[0] - nlocal, local.shape[1], dtype=local.dtype, device=local.device)
         nodes = ForwardExchange.apply(torch.cat([local, ghosts]), data)
     return nodes[:nlocal]

@@ -14,6 +14,10 @@ build has the halo exchange, else halo), all exact:
 * ``halo`` (stock LAMMPS, several ranks): ``pair_style mliap unified file 1`` + ``comm_modify cutoff
   >= 36 + 2*skin``; the GNN runs redundantly on local + ghost atoms within 5 hops of the local ones.
 
+Device: ``device`` at export (``cpu``, ``cuda``, ``cuda:N``), overridden at run time by ``ORB_MD_LAMMPS_DEVICE``;
+``cuda`` without an index puts MPI rank k on GPU k mod (GPUs visible). LAMMPS's arrays stay on the host: each
+force call copies the graph to the device once and the results back once (plus the small allreduced sums).
+
 Global quantities (pooled features, N, references, ZBL, the net direct force) are MPI-allreduced
 (:mod:`orb_md_lammps.evaluate`). Conservative models return fij = dE/dr_ij; direct models write their
 forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`orb_md_lammps.virial`).
@@ -22,9 +26,9 @@ forces into ``atom->f``; the global virial is corrected to Orb's stress (:mod:`o
 from __future__ import annotations
 
 import ctypes
-import sys
 import dataclasses
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -41,9 +45,11 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 from ase.data import atomic_numbers, chemical_symbols
 
 from orb_md.batch import MAX_ATOMIC_NUMBER, check_atomic_numbers
+from orb_md.devices import resolve_device
 from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
 from orb_md_lammps import exchange
+from orb_md_lammps.charge_spin import check_charge_spin, system_charge_spin
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
 from orb_md_lammps.virial import add_to_virial, allreduce
@@ -53,6 +59,7 @@ from orb_md_lammps.virial import add_to_virial, allreduce
 ELEMENT_TABLE = list(chemical_symbols[1:])
 MODEL_ELEMENTS = ELEMENT_TABLE[:MAX_ATOMIC_NUMBER]  # H..Ts: what Orb-v3 takes
 MODES = ("auto", "fold", "exchange", "halo")
+DEVICE_VARIABLE = "ORB_MD_LAMMPS_DEVICE"
 
 
 COUPLING_TYPES = ("mliap_unified_couple.MLIAPDataPy", "mliap_unified_couple_kokkos.MLIAPDataPy")
@@ -113,17 +120,31 @@ class OrbMLIAPUnified(MLIAPUnified):
 
     ``element_types`` (given to LAMMPS) is every chemical symbol, so ``pair_coeff * * Cu O`` works with any type
     order; the model takes ``elements`` (default H..Ts, Z = 1..117, or the exported ``--elements``), checked at
-    the first force call with an error naming the element and the model file.
+    the first force call with an error naming the element and the model file. ``charge`` and ``spin`` (OMol
+    models only) are the system's total charge and spin multiplicity, unless the LAMMPS input overrides them
+    (:mod:`orb_md_lammps.charge_spin`).
     """
 
-    def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto") -> None:
+    def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto",
+                 charge: float | None = None, spin: float | None = None, device: str = "cpu") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         unknown = [s for s in element_types or [] if s not in atomic_numbers]
         if unknown:
             raise InputError(f"unknown element symbol(s) {unknown}")
         check_atomic_numbers([atomic_numbers[s] for s in element_types or []], "elements")
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(f"device must be cpu, cuda or cuda:N, got {device!r}") from None
         config = model.config
+        if config.charge_spin and not model.conservative:
+            raise InputError(
+                f"{config.name} cannot run in LAMMPS: direct forces need a fully periodic box there, and this "
+                "model has no stress head for the virial; use orb-v3-conservative-omol"
+            )
+        check_charge_spin(config, charge, spin)
+        self.charge_spin = {"charge": charge, "spin": spin}
         super().__init__(
             element_types=list(ELEMENT_TABLE),
             ndescriptors=1,
@@ -140,6 +161,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         if element_types:
             warn_untrained_elements(model, [atomic_numbers[s] for s in element_types])
         self.mode = mode
+        self.device = str(device)  # where the model runs; resolved (and checked) at the first force call
         self._source = None
         self._model = None
         self._lmp = None
@@ -168,15 +190,28 @@ class OrbMLIAPUnified(MLIAPUnified):
             config = OrbConfig(**self.config_dict)
             model = OrbModel(config, zero_net_force=self.zero_net_force)
             model.load_state_dict(self.state)
-            model = model.to(getattr(torch, self.dtype_name)).eval()
+            device = self._run_device()
+            model = model.to(device=device, dtype=getattr(torch, self.dtype_name)).eval()
             model.training_elements = getattr(self, "training_elements", None)
             for p in model.parameters():
                 p.requires_grad_(False)
             self._model = model
             self._z_of_elem = torch.tensor(
-                [chemical_symbols.index(s) for s in self.element_types], dtype=torch.long
+                [chemical_symbols.index(s) for s in self.element_types], dtype=torch.long, device=device
             )
         return self._model
+
+    def _run_device(self) -> torch.device:
+        """The export's device or ``$ORB_MD_LAMMPS_DEVICE``; plain ``cuda``: this MPI rank's share of the GPUs."""
+        name = os.environ.get(DEVICE_VARIABLE) or getattr(self, "device", "cpu")  # files older than the option: cpu
+        try:
+            device = resolve_device(name)
+        except InputError as error:
+            source = f"${DEVICE_VARIABLE}" if os.environ.get(DEVICE_VARIABLE) else "the exported device"
+            raise OrbLammpsError(f"orb_md: {source}: {error}") from None
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", getattr(self, "_rank", 0) % torch.cuda.device_count())
+        return device
 
     def compute_descriptors(self, data) -> None:
         pass
@@ -218,6 +253,7 @@ class OrbMLIAPUnified(MLIAPUnified):
             nprocs = lmp.extract_setting("world_size")
             self._comm = lmp.get_mpi_comm() if nprocs > 1 else None
             self._nprocs = nprocs
+            self._rank = 0 if self._comm is None else self._comm.Get_rank()
         return self._lmp
 
     def _choose_mode(self, data) -> str:
@@ -281,6 +317,9 @@ class OrbMLIAPUnified(MLIAPUnified):
             raise OrbLammpsError(f"orb_md: direct Orb models need a fully periodic box, this one is {boundary} "
                                  "(non-periodic: f, s or m): use a conservative model")
         model = self.model
+        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
+        charge, spin = ((value.to(self._z_of_elem.device) for value in condition) if condition is not None
+                        else (None, None))
         mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
@@ -295,17 +334,18 @@ class OrbMLIAPUnified(MLIAPUnified):
         pidx, senders, receivers, nodes = self._graph(lmp, mode, pair_i, pair_j, rij, tags, x, nlocal, ntotal)
         rows = ntotal if mode == "exchange" else nlocal  # rows of atom->f a direct model writes
 
-        z = self._z_of_elem[torch.from_numpy(elems[nodes])]
+        device = self._z_of_elem.device
+        z = self._z_of_elem[torch.from_numpy(elems[nodes]).to(device)]
         warn_untrained_elements(model, z)
-        s, r = torch.from_numpy(senders), torch.from_numpy(receivers)
+        s, r = torch.from_numpy(senders).to(device), torch.from_numpy(receivers).to(device)
         if mode == "exchange":
             def features(vectors):
-                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal)
+                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal, charge, spin)
         else:
-            system = torch.zeros(z.shape[0], dtype=torch.long)
+            system = torch.zeros(z.shape[0], dtype=torch.long, device=device)
 
             def features(vectors):
-                return model.model(z, vectors, s, r, system, None, None)
+                return model.model(z, vectors, s, r, system, charge, spin)
 
         result = evaluate(model, comm, z, s, r, rij[pidx], nlocal, features)
         if model.conservative:
@@ -328,6 +368,7 @@ class OrbMLIAPUnified(MLIAPUnified):
                   f"graph nodes {nodes.size} edges {pidx.size} energy {result['energy']:.10f}", flush=True)
 
 
-def make_unified(model, element_types: list[str] | None = None, mode: str = "auto") -> OrbMLIAPUnified:
+def make_unified(model, element_types: list[str] | None = None, mode: str = "auto",
+                 charge: float | None = None, spin: float | None = None, device: str = "cpu") -> OrbMLIAPUnified:
     """The object to ``torch.save`` (or ``lammps.mliap.load_unified``) for a loaded OrbModel."""
-    return OrbMLIAPUnified(model, element_types=element_types, mode=mode)
+    return OrbMLIAPUnified(model, element_types=element_types, mode=mode, charge=charge, spin=spin, device=device)

@@ -14,11 +14,16 @@ import torch
 # openmmtorch links libnvrtc & co. that only `import torch` (CUDA wheels) puts on the loader path.
 from openmmtorch import TorchForce
 
-from orb_md_openmm.common import (
-    evaluator_inputs, make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers, wrap_evaluator,
-)
 from orb_md.graph.vesin_search import vesin_available
-from orb_md_openmm.module import CapturableOrbEvaluator
+from orb_md_openmm.common import (
+    evaluator_inputs,
+    make_wrapper,
+    resolve_model,
+    resolve_periodic,
+    topology_atomic_numbers,
+    wrap_evaluator,
+)
+from orb_md_openmm.module import CapturableOrbEvaluator, ScaledEnergyForcesModule, ScaledEnergyModule
 
 __all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]
 
@@ -87,6 +92,7 @@ def create_torch_force(
     architecture: str | None = None,
     bin_capacity: int = 0,
     candidate_capacity: int = 0,
+    scale_parameter: str | None = None,
 ) -> TorchForce:
     """A TorchForce for ``model`` (a released name, checkpoint path or OrbModel) on ``atoms`` of ``topology``.
 
@@ -104,6 +110,10 @@ def create_torch_force(
     with "Particle coordinate is NaN" when it next checks them (the CPU platform at the next step; Reference carries
     on with NaN): raise the capacity (defaults and their measured margins: ``orb_md.graph.fixed_capacity``) or build
     the force for the new box.
+
+    ``scale_parameter``: the name of a global parameter (default 1) that multiplies the energy and forces, read
+    by the module itself (openmm-ml's ``lambda_interpolate``; see
+    :meth:`orb_md_openmm.potential.OrbMDPotentialImpl.createMixedSystem`).
     """
     periodic = resolve_periodic(topology, periodic)
     model = resolve_model(model, precision, architecture)
@@ -118,8 +128,13 @@ def create_torch_force(
         raise ValueError("bin_capacity and candidate_capacity size the fixed-capacity graph of cuda_graphs=True")
     else:
         module = build_module(model, numbers, atoms, periodic, charge, multiplicity)
+    direct = model.config.kind == "direct"
+    if scale_parameter is not None:
+        module = torch.jit.script((ScaledEnergyForcesModule if direct else ScaledEnergyModule)(module, periodic))
     force = TorchForce(module, {"useCUDAGraphs": "true" if cuda_graphs else "false"})
-    force.setOutputsForces(model.config.kind == "direct")
+    force.setOutputsForces(direct)
     force.setUsesPeriodicBoundaryConditions(periodic)
+    if scale_parameter is not None:
+        force.addGlobalParameter(scale_parameter, 1.0)
     force.setName(f"orb_md {model.config.name} (TorchForce)")
     return force

@@ -20,6 +20,14 @@ EV_TO_KJ_PER_MOL = 96.48533212
 NM_TO_ANGSTROM = 10.0
 
 
+def no_box_message() -> str:
+    """Raised by a periodic module called without box vectors (a function: TorchScript takes no global strings)."""
+    return (
+        "orb_md: this module was built for a periodic system but OpenMM passed no box vectors: "
+        "call setUsesPeriodicBoundaryConditions(True) on its TorchForce"
+    )
+
+
 def _register_system(
     module: torch.nn.Module,
     atomic_numbers: List[int],
@@ -75,7 +83,7 @@ class OrbEvaluator(torch.nn.Module):
         cell = self.zero_cell
         if self.periodic:
             if boxvectors is None:
-                raise ValueError("orb_md TorchForce is periodic but OpenMM passed no box vectors")
+                raise ValueError(no_box_message())
             cell = (boxvectors.to(self.zero_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
         senders, receivers, shifts = self.neighbors(positions, cell, self.pbc, self.system_index)
         total_charge: Optional[torch.Tensor] = None
@@ -130,7 +138,7 @@ class CapturableOrbEvaluator(torch.nn.Module):
         cell = self.vacuum_cell
         if self.periodic:
             if boxvectors is None:
-                raise ValueError("orb_md TorchForce is periodic but OpenMM passed no box vectors")
+                raise ValueError(no_box_message())
             cell = (boxvectors.to(self.vacuum_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
         senders, receivers, shifts, overflow = self.neighbors(positions, cell)
         total_charge: Optional[torch.Tensor] = None
@@ -180,3 +188,44 @@ class EnergyForcesModule(torch.nn.Module):
         if self.evaluator.subset:
             forces = torch.zeros_like(positions).index_copy(0, self.evaluator.indices, forces)
         return out["energy"].sum() * self.energy_scale, forces.contiguous()
+
+
+def _box_and_scale(periodic: bool, second: torch.Tensor, third: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """openmm-torch appends each global parameter after the box: (positions, box, λ) when periodic, (positions, λ) not."""
+    if not periodic:
+        return None, second
+    if third is None:
+        raise ValueError(no_box_message())
+    return second, third
+
+
+class ScaledEnergyModule(torch.nn.Module):
+    """λ·E of an :class:`EnergyModule`, λ a TorchForce global parameter (openmm-ml's ``lambda_interpolate``).
+
+    OpenMM's autograd then gives λ·F, so the ML region is switched on and off without a ``CustomCVForce``.
+    """
+
+    def __init__(self, module: torch.nn.Module, periodic: bool):
+        super().__init__()
+        self.module = module
+        self.periodic = periodic
+
+    def forward(self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
+        return self.module(positions, boxvectors) * factor
+
+
+class ScaledEnergyForcesModule(torch.nn.Module):
+    """(λ·E, λ·F) of an :class:`EnergyForcesModule`; λ as in :class:`ScaledEnergyModule`."""
+
+    def __init__(self, module: torch.nn.Module, periodic: bool):
+        super().__init__()
+        self.module = module
+        self.periodic = periodic
+
+    def forward(
+        self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
+        energy, forces = self.module(positions, boxvectors)
+        return energy * factor, forces * factor.to(forces.dtype)

@@ -27,6 +27,8 @@ class OrbMDPotentialImplFactory(MLPotentialImplFactory):
 
 
 IMPLEMENTATIONS = ("torchforce", "pythonforce")
+MECHANICAL = "mechanical"
+LAMBDA_INTERPOLATE = "lambda_interpolate"  # openmm-ml's name: 1 = the mixed ML/MM system, 0 = the MM system
 
 
 class OrbMDPotentialImpl(MLPotentialImpl):
@@ -54,11 +56,54 @@ class OrbMDPotentialImpl(MLPotentialImpl):
         self.model = model
 
     def addForces(
+        self, topology: openmm.app.Topology, system: openmm.System, atoms: Iterable[int] | None, forceGroup: int, **args
+    ) -> None:
+        force = self._create_force(topology, system, atoms, **args)
+        force.setForceGroup(forceGroup)
+        system.addForce(force)
+
+    def getSupportedEmbeddings(self) -> list[str]:
+        """openmm-ml's ``mechanical`` embedding, run by :meth:`createMixedSystem` (same name, same physics)."""
+        return [MECHANICAL]
+
+    def createMixedSystem(
+        self,
+        topology: openmm.app.Topology,
+        system: openmm.System,
+        atoms: list[int],
+        forceGroup: int,
+        interpolate: bool,
+        embedding: str,
+        returnInfo: bool = False,
+        **args,
+    ) -> openmm.System | dict:
+        """openmm-ml's mechanical embedding; with ``interpolate=True`` and the TorchForce, the ML energy is
+        λ·E_ML from a TorchForce reading the global parameter ``lambda_interpolate`` itself.
+
+        openmm-ml puts the ML forces in a ``CustomCVForce``, which clones them through XML: with openmm-torch 1.5
+        on OpenMM >= 8.6 that kills the process (see :mod:`orb_md_openmm.serialization`). Here openmm-ml builds
+        everything else (the MM terms of the ML region scaled by 1-λ, link atoms, long-range corrections) with a
+        stand-in potential that records where the ML force goes, and the λ-scaled TorchForce is added after.
+        The PythonForce and ``interpolate=False`` take openmm-ml's own path.
+        """
+        from openmmml.embeddings.mechanicalembedding import MechanicalEmbedding
+
+        mechanical = MechanicalEmbedding()
+        if not interpolate or args.get("implementation", "torchforce") != "torchforce":
+            return mechanical.createMixedSystem(self, topology, system, atoms, forceGroup, interpolate, returnInfo, **args)
+        recorder = _RecordedMLForces(self)
+        info = mechanical.createMixedSystem(recorder, topology, system, atoms, forceGroup, True, True, **args)
+        ((ml_topology, ml_atoms, group, options),) = recorder.calls
+        force = self._create_force(ml_topology, info["system"], ml_atoms, scale_parameter=LAMBDA_INTERPOLATE, **options)
+        force.setForceGroup(group)
+        info["system"].addForce(force)
+        return info if returnInfo else info["system"]
+
+    def _create_force(
         self,
         topology: openmm.app.Topology,
         system: openmm.System,
         atoms: Iterable[int] | None,
-        forceGroup: int,
         model=None,
         implementation: str = "torchforce",
         precision: str = "float32-high",
@@ -69,8 +114,11 @@ class OrbMDPotentialImpl(MLPotentialImpl):
         binCapacity: int = 0,
         candidateCapacity: int = 0,
         device=None,
+        scale_parameter: str | None = None,
         **args,
-    ) -> None:
+    ) -> openmm.Force:
+        """The ML force (TorchForce or PythonForce) for the createSystem options; ``scale_parameter``: see
+        :func:`orb_md_openmm.force.create_torch_force`."""
         if args:
             raise TypeError(f"MLPotential('orb_md/{self.model}'): unknown option(s) {sorted(args)}")
         if implementation not in IMPLEMENTATIONS:
@@ -99,22 +147,33 @@ class OrbMDPotentialImpl(MLPotentialImpl):
                     f"openmm-torch cannot be loaded ({err}); use createSystem(..., implementation='pythonforce') "
                     "for OpenMM's PythonForce fallback"
                 ) from err
-            force = create_torch_force(
+            return create_torch_force(
                 source, topology, cuda_graphs=cudaGraphs, bin_capacity=binCapacity, candidate_capacity=candidateCapacity,
-                **options,
+                scale_parameter=scale_parameter, **options,
             )
-        else:
-            if binCapacity or candidateCapacity:
-                raise ValueError("binCapacity and candidateCapacity apply to implementation='torchforce' with cudaGraphs=True")
-            from orb_md_openmm.python_force import create_python_force
+        if binCapacity or candidateCapacity:
+            raise ValueError("binCapacity and candidateCapacity apply to implementation='torchforce' with cudaGraphs=True")
+        from orb_md_openmm.python_force import create_python_force
 
-            force = create_python_force(source, topology, device=device, **options)
-        force.setForceGroup(forceGroup)
-        system.addForce(force)
+        return create_python_force(source, topology, device=device, **options)
 
     def getMLLongRange(self) -> bool:
         """Orb-v3 has a finite 6 Å receptive field per layer and no explicit long-range term."""
         return False
+
+
+class _RecordedMLForces(MLPotentialImpl):
+    """Stands in for an orb_md potential inside openmm-ml's embedding: records each addForces call, adds nothing."""
+
+    def __init__(self, potential: OrbMDPotentialImpl):
+        self.potential = potential
+        self.calls: list[tuple[openmm.app.Topology, list[int], int, dict]] = []
+
+    def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms, forceGroup: int, **args) -> None:
+        self.calls.append((topology, list(atoms), forceGroup, args))
+
+    def getMLLongRange(self) -> bool:
+        return self.potential.getMLLongRange()
 
 
 def _with_box(topology: openmm.app.Topology, system: openmm.System) -> openmm.app.Topology:

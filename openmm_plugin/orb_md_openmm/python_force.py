@@ -18,6 +18,7 @@ import openmm.unit as unit
 import torch
 
 from orb_md import OrbModel
+from orb_md.devices import resolve_device
 from orb_md_openmm.common import make_wrapper, resolve_model, resolve_periodic, topology_atomic_numbers
 
 
@@ -39,10 +40,10 @@ class OrbPythonCompute:
         device: str | torch.device,
     ):
         self.arguments = (model, atomic_numbers, periodic, charge, multiplicity, str(device))
-        self.wrapper = make_wrapper(model, atomic_numbers, None, periodic, charge, multiplicity).to(device)
+        self.device = resolve_device(device)
+        self.wrapper = make_wrapper(model, atomic_numbers, None, periodic, charge, multiplicity).to(self.device)
         self.periodic = periodic
         self.direct = model.config.kind == "direct"
-        self.device = torch.device(device)
         self.dtype = self.wrapper.evaluator.zero_cell.dtype
 
     def __reduce__(self) -> tuple[type, tuple]:

@@ -18,8 +18,8 @@ import ase.io
 import numpy as np
 from ase.build import bulk, fcc100, fcc110, fcc111, graphene, graphene_nanoribbon, molecule, nanotube
 from ase.calculators.emt import EMT
-from ase.data import atomic_numbers
 from ase.cluster import Decahedron, Icosahedron, Octahedron
+from ase.data import atomic_numbers
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 

@@ -17,17 +17,11 @@ from orb_md.graph.vesin_search import VesinSearch, vesin_available
 
 BACKENDS = ("auto", "native", "brute_force", "cell_list", "vesin", "nvalchemi")
 
-# Measured with benchmarks/bench_neighbors.py and 1-27-atom Cu cells (CPU, 1 thread, process CPU time): the compiled
-# cell list ("native", search and selection in one pass) beats vesin + compiled selection at every size (1 atom:
-# 0.29 ms vs 0.46 ms; 1k water: 5.8 ms vs 17 ms; 10k: 58 ms vs 168 ms; 100k: 0.59 s vs 2.5 s).
-# Without it, vesin is fastest at every size (1 atom: 1.8 ms vs brute force 2.2 ms; 1k: 0.09 s vs 3.2 s); without
-# vesin, brute force beats the torch cell list up to ~16 atoms (8 atoms: 7 ms vs 15 ms; 27 atoms: 16 ms vs 14 ms).
-# "nvalchemi" (Warp CPU kernels) is never picked on the CPU: 2.3-4.9x slower than "native" at every size measured
-# (1k water 8.1 vs 2.8 ms; 10k 111 vs 29 ms; 100k 1.71 vs 0.35 s; 64 systems of 8-64 atoms in one call 18 vs 7.7 ms),
-# a 0.5-0.9 s first call per process (2.4-2.8 s with an empty Warp cache) and ~120 MB more memory. Against vesin (same
-# selection) it is within ±30% on single systems and 1.5x faster on batches of small systems: not enough to
-# replace the TorchScript-able fallback.
-# CUDA choices are not measured (no GPU here).
+# The CPU order of preference, from benchmarks/bench_neighbors.py (figures: benchmarks/results/neighbors.md): the
+# compiled cell list ("native", search and selection in one pass) at every size; without it vesin; without vesin,
+# brute force up to BRUTE_FORCE_MAX_ATOMS atoms, then the torch cell list. "nvalchemi" (Warp CPU kernels) is never
+# picked on the CPU: slower than "native" at every size, with a slow first call, and not TorchScript-able.
+# The CUDA choices are not benchmarked.
 BRUTE_FORCE_MAX_ATOMS = 16
 
 
@@ -71,6 +65,14 @@ def choose_backend(n_atoms: int, device: torch.device) -> str:
     if device.type == "cpu" and native_available():
         return "native"
     return choose_search(n_atoms)
+
+
+def usable_backends(device: torch.device) -> list[str]:
+    """The BACKENDS that run on ``device`` in this environment: "native" needs the CPU and the compiled ops, "vesin"
+    and "nvalchemi" their packages."""
+    available = {"native": device.type == "cpu" and native_available(), "vesin": vesin_available(),
+                 "nvalchemi": nvalchemi_available()}
+    return [backend for backend in BACKENDS if available.get(backend, True)]
 
 
 def make_search(backend: str, radius: float) -> torch.nn.Module:

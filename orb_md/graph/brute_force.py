@@ -4,6 +4,7 @@ import torch
 
 from orb_md.graph.images import image_range, lattice_translations, periodic_cell, wrap_into_cell
 
+
 def translation_grid(n_max: torch.Tensor) -> torch.Tensor:
     """(M,3) int64: all integer triples with |n_i| <= n_max[i], in lexicographic order."""
     axes = [torch.arange(-int(n_max[i]), int(n_max[i]) + 1, device=n_max.device) for i in range(3)]

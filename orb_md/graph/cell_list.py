@@ -14,7 +14,6 @@ from orb_md.graph.brute_force import translation_grid
 from orb_md.graph.images import image_range, lattice_translations, periodic_cell, wrap_into_cell
 
 
-
 def _images_near_cell(
     wrapped: torch.Tensor,
     fractional: torch.Tensor,

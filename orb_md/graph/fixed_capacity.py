@@ -21,8 +21,8 @@ then the exact lengths and tie rule of :mod:`orb_md.graph.knn` on those.
 Capacities, and what overflows (``overflow``, an int64 bit mask, 0 when the graph is exact):
 
 - ``bin_capacity`` (default ⌈2 · mean occupancy⌉ + 8; mean occupancy N / bins for a periodic cell, 0.1 Å⁻³ ·
-  radius³ for a non-periodic grid; in water boxes and solvated or bare proteins the fullest bin held at most 65 %
-  of it, benchmarks/results/neighbors.md): a bin holding more atoms sets ``OVERFLOW_BIN``;
+  radius³ for a non-periodic grid; its margin in water boxes and solvated or bare proteins:
+  benchmarks/results/neighbors.md): a bin holding more atoms sets ``OVERFLOW_BIN``;
 - ``candidate_capacity`` (default max(2k, k + 64)): a sender whose kept candidates do not provably hold its k
   nearest (more candidates within the cutoff, and less than 1e-6 Å between its k-th and last kept one) sets
   ``OVERFLOW_CANDIDATES``;

@@ -24,10 +24,9 @@ import torch
 from orb_md.errors import InputError
 
 CAPACITY_QUANTUM = 16  # matrix widths are rounded up to a multiple of this (as nvalchemiops does)
-# Largest system (atoms) searched with nvalchemiops' all-pairs kernel instead of its cell list. Measured on the CPU
-# (`bench_neighbors.py --nvalchemi-crossover`, 6 Å, water density): all-pairs 0.86 ms vs cell list 1.05 ms at 128
-# atoms, 2.3 vs 1.2 ms at 256, 26 vs 4.1 ms at 1000; batches of 64 / 512 systems of 8-64 atoms: 7.0 vs 13 ms / 69 vs
-# 119 ms. nvalchemiops' own choice (method=None) takes all-pairs even at 1000 atoms on the CPU. CUDA: not measured.
+# Largest system (atoms) searched with nvalchemiops' all-pairs kernel instead of its cell list: the CPU crossover of
+# `bench_neighbors.py --nvalchemi-crossover` (benchmarks/results/neighbors.md), where nvalchemiops' own choice
+# (method=None) would take all-pairs far beyond it. CUDA: not benchmarked.
 NAIVE_MAX_ATOMS = 128
 
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orb_md.model.config import OrbConfig
 from orb_md.model.conditioning import ChargeSpinConditioner
+from orb_md.model.config import OrbConfig
 from orb_md.model.edge_features import BesselBasis, edge_features, polynomial_envelope
 from orb_md.model.layers import MLPAndNorm, PairMLP, add_segments, mlp
 
@@ -67,11 +67,17 @@ class AttentionInteraction(nn.Module):
 
         Without autograd the edge chunks are updated in place (this layer's input edges are not used again).
         """
-        proj = self._cond_node_proj
-        if proj is not None and condition is not None:
-            nodes = nodes + proj(condition)
+        nodes = self.conditioned(nodes, condition)
         sent, received, updated = self.messages(nodes, edges, senders, receivers, envelope)
         return self.update_nodes(nodes, received, sent), updated
+
+    def conditioned(self, nodes: torch.Tensor, condition: Optional[torch.Tensor]) -> torch.Tensor:
+        """Nodes plus this layer's projection of the per-atom charge/spin condition (OMol models; others: as
+        given). The sum is also the residual of the node update."""
+        proj = self._cond_node_proj
+        if proj is not None and condition is not None:
+            return nodes + proj(condition)
+        return nodes
 
     def messages(
         self,

@@ -16,6 +16,7 @@ from torch import nn
 
 from orb_md.model.layers import segment_sum
 
+
 class ZBLRepulsion(nn.Module):
     """Pair repulsion with a p = 6 polynomial envelope at r_c = R_cov(Z_u+1) + R_cov(Z_v+1)."""
 

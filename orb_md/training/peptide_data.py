@@ -13,8 +13,8 @@ first water shell, as a non-periodic cluster of flexible amber14/TIP3P (no const
   atoms pushed into each other) is drawn again: such frames teach nothing a minimiser or MD would visit.
 
 A third kind, :func:`minimiser_contacts`, depends on a model: frames on the way to where OpenMM's L-BFGS under
-that model goes. Its first iterations step far (measured: hydrogens collapse to 0.23 Å within 10 iterations
-under a model trained on the two kinds above), into contacts no thermal or distorted frame has; labelled, they
+that model goes. Its first iterations step far (hydrogens collapse onto each other under a model trained on the
+two kinds above; MODEL_CARD.md), into contacts no thermal or distorted frame has; labelled, they
 teach the model the wall it lacked (recipe stage 2 of the bio model, :func:`orb_md.training.recipe.train_bio`).
 
 Labels come from the Reference platform (float64), in ASE units (see :mod:`orb_md.training.reference_data`).
@@ -92,8 +92,9 @@ def minimiser_contacts(model, thermal: list[ase.Atoms], seed: int = 0,
     largest amber14 force is at most each of ``CONTACT_FORCE_CAPS_EV_PER_A`` (bisection; caps the end point
     already meets add nothing), labelled by amber14. ``info["source"]`` = ``amber14-peptide-<first>-contact``.
     Bit-reproducible for one model, seed and CPU model with one torch thread; with more, torch's CPU sums vary in
-    the last bits from call to call (measured: 1e-8 eV/Å in forces), and the frames by up to 1e-7 Å."""
+    the last bits from call to call, and so do the frames."""
     import openmm
+
     from orb_md_openmm.force import create_torch_force
 
     rng = np.random.default_rng(seed)

@@ -28,9 +28,8 @@ VALIDATION_FRACTION = 0.1
 # Stage 1: every training structure once per epoch, from scratch.
 DEMO_TRAINING = TrainingConfig(epochs=30, max_batch_atoms=256, learning_rate=3e-3, seed=0)
 # Stage 2: fine-tuning with water and peptide structures repeated (FAMILY_REPEATS) at a lower learning rate.
-# Measured: stage 1 alone left water's O-O RDF peak 0.15 Å beyond flexible TIP3P's; after stage 2 it is within
-# 0.1 Å (tests/test_demo_model.py). See orb_md/weights/MODEL_CARD.md.
-# Learning rate chosen on the held-out force MAE (0.104 eV/Å from 2e-3 against 0.136 from 1e-3, data version 1).
+# Stage 1 alone leaves water's O-O RDF peak beyond flexible TIP3P's; stage 2 brings it within tests/test_demo_model.py's
+# bound. The learning rate is the better of two on the held-out force MAE (figures: orb_md/weights/MODEL_CARD.md).
 DEMO_FINE_TUNING = TrainingConfig(epochs=8, max_batch_atoms=256, learning_rate=2e-3, min_learning_rate=2e-5,
                                   warmup_fraction=0.0, seed=0)
 FAMILY_REPEATS = {"tip3p": 3, "amber14-peptide": 2}
@@ -40,8 +39,8 @@ FAMILIES = ("emt", "tip3p", "amber14-peptide")
 BIO_FINE_TUNING = TrainingConfig(epochs=14, max_batch_atoms=256, learning_rate=1e-3, min_learning_rate=1e-5,
                                  warmup_fraction=0.0, seed=0)
 # Stage 2: the same training set plus the stage-1 model's minimiser contacts (peptide_data.minimiser_contacts).
-# Measured: after stage 1 OpenMM's L-BFGS collapsed hydrogens to 0.23 Å (amber14's energy 1.4e9 eV up after 100
-# iterations); after stage 2 it stays near amber14's minimum (tests/test_bio_model.py). See MODEL_CARD.md.
+# After stage 1 OpenMM's L-BFGS collapses hydrogens onto each other; after stage 2 it stays near amber14's minimum
+# (tests/test_bio_model.py; figures: orb_md/weights/MODEL_CARD.md).
 BIO_CONTACT_TUNING = TrainingConfig(epochs=3, max_batch_atoms=256, learning_rate=5e-4, min_learning_rate=1e-5,
                                     warmup_fraction=0.0, seed=0)
 UNSEEN_WINDOW = peptide_data.WINDOW_FIRST_RESIDUES[-1]
