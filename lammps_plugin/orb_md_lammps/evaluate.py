@@ -17,7 +17,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from orb_md_lammps.graph import OrbLammpsError
 from orb_md_lammps.virial import add_to_virial, allreduce
 
 
@@ -77,9 +76,7 @@ def write_direct_forces(
     among the first ``rows`` node rows (``rows`` > nlocal: LAMMPS ghost rows, summed into their owners by
     LAMMPS; the forces on other nodes are their owners' business). ``share`` is this
     rank's fraction of the stress head's virial (1/ranks)."""
-    boxlo, boxhi, _xy, _yz, _xz, periodicity, _ = lmp.extract_box()
-    if not all(periodicity):
-        raise OrbLammpsError("orb_md: direct Orb models need a fully periodic box (use a conservative model)")
+    boxlo, boxhi = lmp.extract_box()[:2]
     head = model.heads.forces
     forces = head.normalizer.inverse(head.mlp(result["features"])).to(torch.float64)
     device = forces.device

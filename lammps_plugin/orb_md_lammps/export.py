@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--architecture", help="released architecture a checkpoint / random model follows")
     parser.add_argument("--random-weights", action="store_true", help="seeded random weights (no download)")
     parser.add_argument("--precision", default="float64", help="float64 (default), float32-highest, float32-high")
-    parser.add_argument("--elements", nargs="+", help="restrict element_types (default: all 118 symbols)")
+    parser.add_argument("--elements", nargs="+", help="the elements the model takes (default: H..Ts, Z = 1..117)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="where LAMMPS runs the model: cpu (default), cuda, cuda:N")
     parser.add_argument("--latent-dim", type=int, help="reduced width (random weights only)")

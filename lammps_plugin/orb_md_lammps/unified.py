@@ -42,8 +42,9 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
             self.interface, self.element_types = interface, element_types
             self.ndescriptors, self.nparams, self.rcutfac = ndescriptors, nparams, rcutfac
 
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 
+from orb_md.batch import MAX_ATOMIC_NUMBER, check_atomic_numbers
 from orb_md.devices import resolve_device
 from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
@@ -51,9 +52,12 @@ from orb_md_lammps import exchange
 from orb_md_lammps.charge_spin import check_charge_spin, system_charge_spin
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
-from orb_md_lammps.virial import add_to_virial
+from orb_md_lammps.virial import add_to_virial, allreduce
 
-ALL_ELEMENTS = list(chemical_symbols[1:119])  # H..Og: element index + 1 == Z
+# LAMMPS's pair_coeff matches these names and calls no Python: every symbol stays in the table (element
+# index + 1 == Z), so that the plugin can name an element the model does not take at the first force call.
+ELEMENT_TABLE = list(chemical_symbols[1:])
+MODEL_ELEMENTS = ELEMENT_TABLE[:MAX_ATOMIC_NUMBER]  # H..Ts: what Orb-v3 takes
 MODES = ("auto", "fold", "exchange", "halo")
 DEVICE_VARIABLE = "ORB_MD_LAMMPS_DEVICE"
 
@@ -81,6 +85,17 @@ def _data_pointer(data) -> int:
     return pointer
 
 
+def _file_being_loaded() -> str | None:
+    """The file ``torch.load`` is reading while it unpickles the caller (LAMMPS passes the object no name)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is torch.serialization.load.__code__:
+            f = frame.f_locals.get("f")
+            return os.fspath(f) if isinstance(f, (str, os.PathLike)) else None
+        frame = frame.f_back
+    return None
+
+
 def _lammps_handle(data) -> Any:
     """A ``lammps.lammps`` object for the LAMMPS instance that owns ``data``.
 
@@ -103,16 +118,21 @@ def _lammps_handle(data) -> Any:
 class OrbMLIAPUnified(MLIAPUnified):
     """Orb-v3 for ``pair_style mliap unified``. Picklable: keeps config + state dict.
 
-    ``element_types`` defaults to all 118 chemical symbols (element index + 1 == Z), so
-    ``pair_coeff * * Cu O`` works with any type order and any element the model embeds. ``charge`` and
-    ``spin`` (OMol models only) are the system's total charge and spin multiplicity, unless the LAMMPS
-    input overrides them (:mod:`orb_md_lammps.charge_spin`).
+    ``element_types`` (given to LAMMPS) is every chemical symbol, so ``pair_coeff * * Cu O`` works with any type
+    order; the model takes ``elements`` (default H..Ts, Z = 1..117, or the exported ``--elements``), checked at
+    the first force call with an error naming the element and the model file. ``charge`` and ``spin`` (OMol
+    models only) are the system's total charge and spin multiplicity, unless the LAMMPS input overrides them
+    (:mod:`orb_md_lammps.charge_spin`).
     """
 
     def __init__(self, model, element_types: list[str] | None = None, mode: str = "auto",
                  charge: float | None = None, spin: float | None = None, device: str = "cpu") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        unknown = [s for s in element_types or [] if s not in atomic_numbers]
+        if unknown:
+            raise InputError(f"unknown element symbol(s) {unknown}")
+        check_atomic_numbers([atomic_numbers[s] for s in element_types or []], "elements")
         try:
             torch.device(device)
         except (RuntimeError, TypeError):
@@ -126,7 +146,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         check_charge_spin(config, charge, spin)
         self.charge_spin = {"charge": charge, "spin": spin}
         super().__init__(
-            element_types=list(element_types) if element_types else ALL_ELEMENTS,
+            element_types=list(ELEMENT_TABLE),
             ndescriptors=1,
             nparams=1,
             rcutfac=0.5 * float(config.cutoff),
@@ -137,10 +157,12 @@ class OrbMLIAPUnified(MLIAPUnified):
         self.dtype_name = str(parameter.dtype).removeprefix("torch.")
         self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         self.training_elements = model.training_elements
+        self.elements = list(element_types) if element_types else MODEL_ELEMENTS
         if element_types:
-            warn_untrained_elements(model, [chemical_symbols.index(s) for s in element_types])
+            warn_untrained_elements(model, [atomic_numbers[s] for s in element_types])
         self.mode = mode
         self.device = str(device)  # where the model runs; resolved (and checked) at the first force call
+        self._source = None
         self._model = None
         self._lmp = None
         self._lmp_key = None
@@ -149,13 +171,15 @@ class OrbMLIAPUnified(MLIAPUnified):
     # -- pickling: weights only, the torch module is rebuilt lazily ------------------
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_model", "_lmp", "_lmp_key", "interface", "last"):
+        for key in ("_model", "_lmp", "_lmp_key", "_source", "interface", "last"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("elements", [s for s in state["element_types"] if s in MODEL_ELEMENTS])  # older files
         self.__dict__.update(state)
         self._model, self._lmp, self._lmp_key, self.interface, self.last = None, None, None, None, {}
+        self._source = _file_being_loaded()
 
     @property
     def model(self):
@@ -196,6 +220,21 @@ class OrbMLIAPUnified(MLIAPUnified):
         pass
 
     # -- LAMMPS side ------------------------------------------------------------------
+    def _check_elements(self, elems: np.ndarray) -> None:
+        """Refuse atoms of elements the model does not take, naming them and the model file (on every rank:
+        the element counts are allreduced, so no rank goes on into the collective evaluation alone)."""
+        takes = np.isin(self.element_types, self.elements)
+        counts = allreduce(self._comm, np.bincount(elems, minlength=takes.size).astype(np.float64))
+        refused = np.nonzero((counts > 0) & ~takes)[0]
+        if refused.size == 0:
+            return
+        names = ", ".join(f"{self.element_types[e]} (Z={e + 1})" for e in refused)
+        source = f"model file {self._source}" if self._source else "the loaded model"
+        accepted = (f"Orb-v3 takes Z = 1..{MAX_ATOMIC_NUMBER}" if self.elements == MODEL_ELEMENTS
+                    else f"it was exported with --elements {' '.join(self.elements)}")
+        raise OrbLammpsError(f"orb_md: pair_coeff maps atom types to {names}, which {source} does not take "
+                             f"({accepted})")
+
     def _setup(self, data):
         if "kokkos" in type(data).__module__.lower():
             raise OrbLammpsError(
@@ -265,16 +304,22 @@ class OrbMLIAPUnified(MLIAPUnified):
 
     def compute_forces(self, data) -> None:
         lmp = self._setup(data)
-        model = self.model
-        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
-        charge, spin = ((value.to(self._z_of_elem.device) for value in condition) if condition is not None
-                        else (None, None))
         nlocal, ntotal = int(data.nlocal), int(data.ntotal)
         if int(data.nlistatoms) != nlocal:
             raise OrbLammpsError("orb_md: atoms of NULL types (pair_style hybrid) are not supported")
         elems = np.array(data.elems[:ntotal], dtype=np.int64)
         if ntotal and elems.min() < 0:
             raise OrbLammpsError("orb_md: every atom type must be mapped to an element in pair_coeff")
+        self._check_elements(elems)
+        periodicity = lmp.extract_box()[5]
+        if self.config_dict["kind"] == "direct" and not all(periodicity):
+            boundary = " ".join("p" if periodic else "f" for periodic in periodicity)
+            raise OrbLammpsError(f"orb_md: direct Orb models need a fully periodic box, this one is {boundary} "
+                                 "(non-periodic: f, s or m): use a conservative model")
+        model = self.model
+        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
+        charge, spin = ((value.to(self._z_of_elem.device) for value in condition) if condition is not None
+                        else (None, None))
         mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
@@ -307,11 +352,10 @@ class OrbMLIAPUnified(MLIAPUnified):
             fij = np.zeros((npairs, 3), dtype=np.float64)
             fij[pidx] = result["edge_grad"]
             data.update_pair_forces(np.ascontiguousarray(fij))
-            if all(lmp.extract_box()[5]):
-                # Orb is not rotation invariant: its stress is the symmetric part of
-                # -sum r (x) dE/dr, while LAMMPS reads W_xy, W_xz, W_yz of the raw fdotr sum.
-                w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
-                add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
+            # Orb is not rotation invariant: its stress is the symmetric part of -sum r (x) dE/dr, while
+            # LAMMPS reads W_xy, W_xz, W_yz of the raw fdotr sum (on any boundary: slabs and wires too).
+            w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
+            add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
         else:
             write_direct_forces(data, lmp, comm, model, result, s, r, nlocal, rows, x, tags,
                                 1.0 / self._nprocs, self.zero_net_force)

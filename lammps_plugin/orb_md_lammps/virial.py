@@ -2,8 +2,10 @@
 
 With the orb_md LAMMPS patch (``data.add_virial``) every rank adds its own share directly. On a stock
 LAMMPS the correction is carried by forces: +g and -g on two periodic copies p, q of one atom (same tag,
-so both reach the same owner: net force zero) add (x_p - x_q) (x) g to the fdotr virial; one rank that
-holds three independent such separations applies the whole (allreduced) correction.
+so both reach the same owner: net force zero) add (x_p - x_q) (x) g to the fdotr virial; one rank whose
+separations can carry the whole (allreduced) correction applies it. The separations span the periodic
+directions only, which suffices when the correction's components W_ab (a <= b, the six LAMMPS keeps) with
+a non-periodic are zero: always in 3D and for slabs, not for a wire's yz.
 """
 
 from __future__ import annotations
@@ -31,29 +33,42 @@ def add_to_virial(data, comm, delta_local: np.ndarray, x: np.ndarray, tags: np.n
         data.add_virial(np.array([d[0, 0], d[1, 1], d[2, 2], d[0, 1], d[0, 2], d[1, 2]]))
         return
     delta = allreduce(comm, np.ascontiguousarray(delta_local, dtype=np.float64).reshape(-1)).reshape(3, 3)
-    pairs = _image_pairs(x, tags)
+    carriers = _image_forces(x, tags, delta)
     rank = 0 if comm is None else comm.Get_rank()
-    able = rank if pairs is not None else 1 << 30
+    able = rank if carriers is not None else 1 << 30
     if comm is not None:
         from mpi4py import MPI
 
         able = comm.allreduce(able, op=MPI.MIN)
     if able >= 1 << 30:
         raise OrbLammpsError(
-            "orb_md: no rank holds three periodic copies of an atom to carry the virial correction "
+            "orb_md: no rank holds periodic copies of an atom that can carry the virial correction "
             "(build LAMMPS with lammps_plugin/patches/mliap-halo-exchange.patch, which adds data.add_virial)"
         )
     if rank == able:
-        (p, q), lattice = pairs
-        g = np.linalg.solve(lattice.T, delta)  # rows g_k: sum_k L_k (x) g_k = delta
+        (p, q), g = carriers
         f = data.f
-        for k in range(3):
+        for k in range(len(p)):
             f[p[k]] += g[k]
             f[q[k]] -= g[k]
 
 
+def _image_forces(x: np.ndarray, tags: np.ndarray, delta: np.ndarray):
+    """((p, q), g): forces g_k on p_k and -g_k on q_k with sum_k (x_p - x_q)_k (x) g_k = ``delta`` in the six
+    components LAMMPS keeps (a <= b), or None when this rank's periodic copies cannot carry it."""
+    pairs = _image_pairs(x, tags)
+    if pairs is None:
+        return None
+    (p, q), lattice = pairs
+    g = np.linalg.lstsq(lattice.T, delta, rcond=None)[0]  # rows g_k: sum_k L_k (x) g_k = delta on span(L)
+    upper = np.triu_indices(3)
+    if not np.allclose((lattice.T @ g)[upper], delta[upper], rtol=0, atol=1e-12 * max(1.0, np.abs(delta).max())):
+        return None
+    return (p, q), g
+
+
 def _image_pairs(x: np.ndarray, tags: np.ndarray):
-    """Three (p, q) atom pairs with equal tags whose separations L_k = x_p - x_q are independent."""
+    """Up to three (p, q) atom pairs with equal tags whose separations L_k = x_p - x_q are independent."""
     order = np.argsort(tags, kind="stable")
     st = tags[order]
     same = np.nonzero(st[1:] == st[:-1])[0]
@@ -72,5 +87,5 @@ def _image_pairs(x: np.ndarray, tags: np.ndarray):
             basis = trial
             chosen.append(int(idx))
             if len(chosen) == 3:
-                return (p_all[chosen], q_all[chosen]), basis
-    return None
+                break
+    return (p_all[chosen], q_all[chosen]), basis
