@@ -10,7 +10,7 @@ protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,14 +24,20 @@ MINIMISER_ITERATIONS = 100
 
 @dataclass(frozen=True)
 class FoldingRun:
-    """One seed's trajectory, sampled every ``every`` steps (frame 0 is the start): the peptide's heavy-atom RMSD
-    (Å) from the minimised start after optimal superposition, its heavy-atom radius of gyration (Å), and the
-    largest relative change of a bond between peptide heavy atoms from its start length."""
+    """One seed's trajectory, sampled every ``every`` steps (frame 0 is the minimised start): the peptide's
+    heavy-atom RMSD (Å) from the folded structure (the built one, before minimisation) after optimal
+    superposition, its heavy-atom radius of gyration (Å), and the largest relative change of a bond between
+    peptide heavy atoms from its folded length."""
 
     seed: int
     rmsd: np.ndarray
     gyration: np.ndarray
     stretch: np.ndarray
+
+    @property
+    def late_rmsd(self) -> float:
+        """Mean RMSD over the run's second half (frames after the midpoint): less chaotic than its maximum."""
+        return float(np.mean(self.rmsd[len(self.rmsd) // 2 + 1:]))
 
     @property
     def finite(self) -> bool:
@@ -48,10 +54,10 @@ def amber14_system(topology):
 
 
 def folding_runs(system, topology, positions, seeds: Sequence[int], steps: int, every: int = 50,
-                 threads: int = 1) -> list[FoldingRun]:
+                 threads: int = 1) -> Iterator[FoldingRun]:
     """Minimise ``system`` (modified in place: repartitioned masses, hydrogen-bond constraints), then one run of
     ``steps`` 2 fs steps per seed from that minimum (Langevin and velocity seed ``seed``) on the CPU platform
-    with ``threads`` threads."""
+    with ``threads`` threads; yields each seed's run as it ends."""
     import openmm
 
     _repartition_and_constrain(system, topology, positions)
@@ -59,8 +65,7 @@ def folding_runs(system, topology, positions, seeds: Sequence[int], steps: int, 
     openmm.LocalEnergyMinimizer.minimize(context, maxIterations=MINIMISER_ITERATIONS)
     start = context.getState(getPositions=True).getPositions(asNumpy=True)
     del context
-    analysis = _Analysis(topology)
-    runs = []
+    analysis = _Analysis(topology, positions)
     for seed in seeds:
         context = _context(system, start, seed=seed, threads=threads)
         context.setVelocitiesToTemperature(TEMPERATURE_K, seed)
@@ -71,8 +76,7 @@ def folding_runs(system, topology, positions, seeds: Sequence[int], steps: int, 
                 frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
             except openmm.OpenMMException:  # NaN coordinates: the run blew up, its remaining frames are NaN
                 frames.append(np.full_like(start._value, np.nan))
-        runs.append(analysis.run(seed, np.array(frames)))
-    return runs
+        yield analysis.run(seed, np.array(frames))
 
 
 def _context(system, positions, seed: int, threads: int):
@@ -102,12 +106,14 @@ def _repartition_and_constrain(system, topology, positions) -> None:
 
 
 class _Analysis:
-    """The peptide's heavy atoms and the bonds between them, in mdtraj's terms."""
+    """The peptide's heavy atoms, the bonds between them and their folded positions, in mdtraj's terms."""
 
-    def __init__(self, topology) -> None:
+    def __init__(self, topology, folded_positions) -> None:
         import mdtraj
+        from openmm import unit
 
         self.topology = mdtraj.Topology.from_openmm(topology)
+        self.folded = np.array(folded_positions.value_in_unit(unit.nanometer))
         self.heavy = self.topology.select("protein and not element H")
         heavy = set(self.heavy.tolist())
         self.bonds = np.array([(a.index, b.index) for a, b in self.topology.bonds if a.index in heavy and b.index in heavy])
@@ -115,12 +121,12 @@ class _Analysis:
     def run(self, seed: int, frames_nm: np.ndarray) -> FoldingRun:
         import mdtraj
 
-        trajectory = mdtraj.Trajectory(frames_nm, self.topology)
+        trajectory = mdtraj.Trajectory(np.concatenate([self.folded[None], frames_nm]), self.topology)
         lengths = mdtraj.compute_distances(trajectory, self.bonds)
         peptide = trajectory.atom_slice(self.heavy)
         return FoldingRun(
             seed=seed,
-            rmsd=mdtraj.rmsd(peptide, peptide, 0) * 10.0,
-            gyration=mdtraj.compute_rg(peptide) * 10.0,
-            stretch=np.abs(lengths / lengths[0] - 1.0).max(axis=1),
+            rmsd=mdtraj.rmsd(peptide, peptide, 0)[1:] * 10.0,
+            gyration=mdtraj.compute_rg(peptide)[1:] * 10.0,
+            stretch=np.abs(lengths / lengths[0] - 1.0).max(axis=1)[1:],
         )
