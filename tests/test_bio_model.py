@@ -147,6 +147,16 @@ AMBER_SEEDS = range(1, 33)
 """amber14 is cheap (a second per seed): 32 seeds give its spread in this window on this CPU."""
 
 
+def test_folding_seeds_give_independent_reproducible_runs():
+    """The folding protocol's seeds (amber14, one thread, 0.2 ps): a seed run twice gives the same trajectory, and
+    two seeds give different ones (OpenMM reads the Langevin seed only when a Context is made)."""
+    topology, positions = reference_data.villin_fragment()
+    pair, again = (list(peptide_folding.folding_runs(peptide_folding.amber14_system(topology), topology, positions,
+                                                      seeds, 100, every=25)) for seeds in ((3, 4), (3,)))
+    np.testing.assert_array_equal(pair[0].rmsd, again[0].rmsd)
+    assert np.abs(pair[0].rmsd[1:] - pair[1].rmsd[1:]).min() > 1e-4, (pair[0].rmsd, pair[1].rmsd)
+
+
 @pytest.fixture(scope="module")
 def villin_amber_late_rmsd():
     """The cluster (topology, folded positions) and amber14's late-window heavy-atom RMSD per seed in the
