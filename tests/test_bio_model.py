@@ -1,7 +1,7 @@
-"""The bundled biomolecular demo model (orb-md-demo-bio-v1) keeps a solvated peptide in one piece through 10 ps
-of MD, which the general demo model (orb-md-demo-v1) does not: the cheap peptide checks run on both, strictly
-expected to fail on orb-md-demo-v1 (its model card says why), so a change that makes either pass or fail
-shows; the 10 ps MD runs on the bio model only.
+"""The bundled biomolecular demo model (orb-md-demo-bio-v1) keeps a solvated peptide in one piece and as folded
+as amber14 does over several seeds of MD, which the general demo model (orb-md-demo-v1) does not: the cheap
+peptide checks run on both, strictly expected to fail on orb-md-demo-v1 (its model card says why), so a change
+that makes either pass or fail shows; the MD runs on the bio model only.
 
 Physical criteria are stated at each test; the reference is amber14/TIP3P, the potential that labelled the
 training data, in the same protocol.
@@ -21,7 +21,7 @@ import torch
 from ase import units
 
 from orb_md import BUNDLED_MODELS, load_model
-from orb_md.training import peptide_data, reference_data
+from orb_md.training import peptide_data, peptide_folding, reference_data
 from orb_md.training.samples import to_samples
 from orb_md.training.validation import validation_errors
 
@@ -140,69 +140,52 @@ def test_minimising_the_peptide_stays_near_the_amber_minimum(name, amber_minimis
     assert rise < thermal, (rise, thermal)
 
 
-def _peptide_md(system: openmm.System, topology, positions) -> tuple[np.ndarray, np.ndarray]:
-    """10 ps of Langevin dynamics at 300 K on the CPU platform (one thread, so amber14's run is reproducible;
-    a TorchForce's is not, torch's two-thread CPU sums varying in the last bits), a standard 2 fs
-    set-up: bonds to hydrogen constrained, hydrogens 4 amu (mass repartitioned from their heavy atom). Returns,
-    every 0.2 ps, the peptide's heavy-atom RMSD (Å) from its minimised start after optimal superposition, and
-    the largest relative change of a bond between peptide heavy atoms from its start length."""
-    import mdtraj
-    from openmm import unit
+FOLDING_STEPS = 500
+"""1 ps per seed (2 fs steps): four seeds of the model fit the CI budget."""
+MODEL_SEEDS = range(1, 5)
+AMBER_SEEDS = range(1, 33)
+"""amber14 is cheap (a second per seed): 32 seeds give its spread in this window on this CPU."""
 
-    for a, b in topology.bonds():
-        if "H" in (a.element.symbol, b.element.symbol):
-            heavy, hydrogen = (a, b) if b.element.symbol == "H" else (b, a)
-            system.setParticleMass(heavy.index, system.getParticleMass(heavy.index) - 3.0 * unit.amu)
-            system.setParticleMass(hydrogen.index, 4.0 * unit.amu)
-            distance = np.linalg.norm(
-                np.array(positions[a.index].value_in_unit(unit.nanometer))
-                - np.array(positions[b.index].value_in_unit(unit.nanometer))
-            )
-            system.addConstraint(a.index, b.index, distance)
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 2.0 * unit.femtosecond)
-    integrator.setRandomNumberSeed(7)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-    context.setPositions(positions)
-    openmm.LocalEnergyMinimizer.minimize(context, maxIterations=100)
-    context.setVelocitiesToTemperature(300.0, 7)
-    frames = [context.getState(getPositions=True).getPositions(asNumpy=True)._value]
-    for _ in range(50):  # 5000 x 2 fs = 10 ps
-        integrator.step(100)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
-    trajectory = mdtraj.Trajectory(np.array(frames), mdtraj.Topology.from_openmm(topology))
-    heavy = trajectory.topology.select("protein and not element H")
-    in_heavy = set(heavy.tolist())
-    pairs = np.array([(a.index, b.index) for a, b in trajectory.topology.bonds
-                      if a.index in in_heavy and b.index in in_heavy])
-    lengths = mdtraj.compute_distances(trajectory, pairs)
-    stretch = np.abs(lengths / lengths[0] - 1.0).max(axis=1)
-    return mdtraj.rmsd(trajectory, trajectory, 0, atom_indices=heavy) * 10.0, stretch
+
+def test_folding_seeds_give_independent_reproducible_runs():
+    """The folding protocol's seeds (amber14, one thread, 0.2 ps): a seed run twice gives the same trajectory, and
+    two seeds give different ones (OpenMM reads the Langevin seed only when a Context is made)."""
+    topology, positions = reference_data.villin_fragment()
+    pair, again = (list(peptide_folding.folding_runs(peptide_folding.amber14_system(topology), topology, positions,
+                                                      seeds, 100, every=25)) for seeds in ((3, 4), (3,)))
+    np.testing.assert_array_equal(pair[0].rmsd, again[0].rmsd)
+    assert np.abs(pair[0].rmsd[1:] - pair[1].rmsd[1:]).min() > 1e-4, (pair[0].rmsd, pair[1].rmsd)
 
 
 @pytest.fixture(scope="module")
-def villin_amber_rmsd():
-    """The MD test's cluster (topology, positions) and amber14's heavy-atom RMSD in its protocol."""
-    from openmm import app
-
+def villin_amber_late_rmsd():
+    """The cluster (topology, folded positions) and amber14's late-window heavy-atom RMSD per seed in the
+    folding protocol (orb_md.training.peptide_folding)."""
     topology, positions = reference_data.villin_fragment()
-    amber = app.ForceField("amber14-all.xml", "amber14/tip3p.xml").createSystem(
-        topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False, removeCMMotion=False
-    )
-    return topology, positions, _peptide_md(amber, topology, positions)[0]
+    runs = peptide_folding.folding_runs(peptide_folding.amber14_system(topology), topology, positions, AMBER_SEEDS,
+                                        FOLDING_STEPS, every=25)
+    return topology, positions, np.array([run.late_rmsd for run in runs])
 
 
-def test_solvated_peptide_stays_intact_in_openmm_torchforce(villin_amber_rmsd):
+def test_solvated_peptide_stays_folded_like_amber14_over_seeds(villin_amber_late_rmsd):
     """Villin's first five residues with their first water shell (non-periodic, a training window): all forces
-    from orb_md's TorchForce (no force field), 10 ps at 300 K. The peptide stays finite and in one piece (no
-    heavy-atom bond ever 20 % off its start length). Whether it stays folded is not claimed: one trajectory cannot
-    decide it (issue 25; the RMSDs of both potentials are printed, the model card gives the measured ones). Only
-    the bio model runs it (10 min on 2 cores): orb-md-demo-v1 reaches NaN coordinates (model card), which its two
-    cheaper peptide checks above show."""
+    from orb_md's TorchForce (no force field), 1 ps at 300 K from four seeds. Every seed stays finite and in one
+    piece (no heavy-atom bond 20 % off its folded length), and at least three of the four keep the peptide as
+    folded as amber14 does: their heavy-atom RMSD from the folded structure, averaged over the run's second half,
+    is below amber14's mean + 3 sd over 32 seeds in the same protocol on this CPU (a run of amber14's own
+    exceeds that with probability about 1e-3). One trajectory is chaotic and CPU-dependent (issue 25); this
+    distribution is not. Only the bio model runs it: orb-md-demo-v1 reaches NaN coordinates (model card), which
+    its two cheaper peptide checks above show."""
     from openmmml import MLPotential
 
-    model = _model(NAME)
-    topology, positions, reference = villin_amber_rmsd
-    ours, stretch = _peptide_md(MLPotential(f"orb_md/{NAME}").createSystem(topology, model=model), topology, positions)
-    print(f"{NAME}: peptide heavy-atom RMSD max: amber14 {reference.max():.2f} Å, model {ours.max():.2f} Å "
-          f"(mean {reference.mean():.2f}, {ours.mean():.2f}); largest heavy-atom bond change {stretch.max():.3f}")
-    assert np.all(np.isfinite(ours)) and stretch.max() < 0.2, stretch.max()
+    topology, positions, amber = villin_amber_late_rmsd
+    bound = amber.mean() + 3.0 * amber.std(ddof=1)
+    system = MLPotential(f"orb_md/{NAME}").createSystem(topology, model=_model(NAME))
+    runs = list(peptide_folding.folding_runs(system, topology, positions, MODEL_SEEDS, FOLDING_STEPS, every=25))
+    late = np.array([run.late_rmsd for run in runs])
+    stretch = max(run.stretch.max() for run in runs)
+    print(f"{NAME}: late-window heavy-atom RMSD per seed {np.round(late, 2).tolist()} Å; amber14 over "
+          f"{len(amber)} seeds {amber.mean():.2f} ± {amber.std(ddof=1):.2f} Å (max {amber.max():.2f}, bound "
+          f"{bound:.2f}); largest heavy-atom bond change {stretch:.3f}")
+    assert all(run.finite for run in runs) and stretch < 0.2, stretch
+    assert np.count_nonzero(late < bound) >= 3, (late.tolist(), bound)
