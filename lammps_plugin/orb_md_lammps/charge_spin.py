@@ -50,8 +50,10 @@ def _variable(lmp, name: str) -> float | None:
         ) from None
 
 
-def system_charge_spin(lmp, config, exported: dict[str, float | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(total charge, spin multiplicity) as (1,) tensors for an OMol model, None for the others.
+def system_charge_spin(
+    lmp, config, exported: dict[str, float | None], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(total charge, spin multiplicity) as (1,) tensors on ``device`` for an OMol model, None for the others.
 
     The LAMMPS variables override the ``exported`` values; an OMol model with neither, or another model with
     the variables defined, stops with an error naming what to set."""
@@ -77,4 +79,4 @@ def system_charge_spin(lmp, config, exported: dict[str, float | None]) -> tuple[
         check_charge_spin(config, values["charge"], values["spin"])
     except InputError as error:
         raise OrbLammpsError(f"orb_md: {error}") from None
-    return (torch.tensor([values["charge"]], dtype=torch.float64), torch.tensor([values["spin"]], dtype=torch.float64))
+    return tuple(torch.tensor([values[key]], dtype=torch.float64, device=device) for key in ("charge", "spin"))

@@ -317,9 +317,9 @@ class OrbMLIAPUnified(MLIAPUnified):
             raise OrbLammpsError(f"orb_md: direct Orb models need a fully periodic box, this one is {boundary} "
                                  "(non-periodic: f, s or m): use a conservative model")
         model = self.model
-        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}))
-        charge, spin = ((value.to(self._z_of_elem.device) for value in condition) if condition is not None
-                        else (None, None))
+        device = self._z_of_elem.device
+        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}), device)
+        charge, spin = condition if condition is not None else (None, None)
         mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
@@ -334,7 +334,6 @@ class OrbMLIAPUnified(MLIAPUnified):
         pidx, senders, receivers, nodes = self._graph(lmp, mode, pair_i, pair_j, rij, tags, x, nlocal, ntotal)
         rows = ntotal if mode == "exchange" else nlocal  # rows of atom->f a direct model writes
 
-        device = self._z_of_elem.device
         z = self._z_of_elem[torch.from_numpy(elems[nodes]).to(device)]
         warn_untrained_elements(model, z)
         s, r = torch.from_numpy(senders).to(device), torch.from_numpy(receivers).to(device)
