@@ -157,6 +157,20 @@ def test_folding_seeds_give_independent_reproducible_runs():
     assert np.abs(pair[0].rmsd[1:] - pair[1].rmsd[1:]).min() > 1e-4, (pair[0].rmsd, pair[1].rmsd)
 
 
+def test_a_run_that_blows_up_counts_as_neither_finite_nor_folded():
+    """A seed whose run blows up (here amber14 plus a 1e9 kJ/mol/nm^2 spring pulling every atom to x = 0) has NaN
+    frames to its end: it is not finite and its late RMSD is NaN, never below a bound (mdtraj alone gives 0 Å)."""
+    topology, positions = reference_data.villin_fragment()
+    system = peptide_folding.amber14_system(topology)
+    spring = openmm.CustomExternalForce("1e9*x^2")
+    for index in range(system.getNumParticles()):
+        spring.addParticle(index, [])
+    system.addForce(spring)
+    (run,) = peptide_folding.folding_runs(system, topology, positions, [1], 100, every=25)
+    assert run.rmsd.shape == (5,) and not run.finite, run.rmsd
+    assert np.isnan(run.late_rmsd) and not run.late_rmsd < 10.0, run.rmsd
+
+
 @pytest.fixture(scope="module")
 def villin_amber_late_rmsd():
     """The cluster (topology, folded positions) and amber14's late-window heavy-atom RMSD per seed in the

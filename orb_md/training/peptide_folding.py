@@ -73,9 +73,10 @@ def folding_runs(system, topology, positions, seeds: Sequence[int], steps: int, 
         for _ in range(steps // every):
             try:
                 context.getIntegrator().step(every)
-                frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
             except openmm.OpenMMException:  # NaN coordinates: the run blew up, its remaining frames are NaN
-                frames.append(np.full_like(start._value, np.nan))
+                break
+            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+        frames += [np.full_like(start._value, np.nan)] * (steps // every + 1 - len(frames))
         yield analysis.run(seed, np.array(frames))
 
 
@@ -124,9 +125,10 @@ class _Analysis:
         trajectory = mdtraj.Trajectory(np.concatenate([self.folded[None], frames_nm]), self.topology)
         lengths = mdtraj.compute_distances(trajectory, self.bonds)
         peptide = trajectory.atom_slice(self.heavy)
+        blown_up = ~np.isfinite(frames_nm).all(axis=(1, 2))  # mdtraj's RMSD of NaN coordinates is 0, not NaN
         return FoldingRun(
             seed=seed,
-            rmsd=mdtraj.rmsd(peptide, peptide, 0)[1:] * 10.0,
-            gyration=mdtraj.compute_rg(peptide)[1:] * 10.0,
+            rmsd=np.where(blown_up, np.nan, mdtraj.rmsd(peptide, peptide, 0)[1:] * 10.0),
+            gyration=np.where(blown_up, np.nan, mdtraj.compute_rg(peptide)[1:] * 10.0),
             stretch=np.abs(lengths / lengths[0] - 1.0).max(axis=1)[1:],
         )
