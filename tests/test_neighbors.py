@@ -221,16 +221,19 @@ def _selection_cases():
     return [as_inputs(liquid), as_inputs(crystal), as_inputs(structures()["skewed_tiny"]), batched]
 
 
-def test_selection_independent_of_candidate_order():
+def test_selection_independent_of_candidate_order_and_pruning():
+    """Any candidate order, and pruning by the search's own lengths (near_kth), give the same graph."""
     generator = torch.Generator().manual_seed(3)
     for positions, cell, pbc, system_index in _selection_cases():
-        senders, receivers, shifts = make_search("vesin", CUTOFF + 0.5)(positions, cell, pbc, system_index)
+        senders, receivers, shifts, lengths = make_search("vesin", CUTOFF + 0.5)(positions, cell, pbc, system_index)
         permutation = torch.randperm(senders.shape[0], generator=generator)  # any candidate order
         candidates = (senders[permutation], receivers[permutation], shifts[permutation])
         for k in (1, 20, -1):
             permuted = select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
             given = select_neighbors(positions, cell, system_index, senders, receivers, shifts, CUTOFF, k)
+            pruned = select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k, lengths[permutation])
             assert all(torch.equal(a, b) for a, b in zip(permuted, given))
+            assert all(torch.equal(a, b) for a, b in zip(pruned, given))
             assert permuted[2].dtype == positions.dtype
 
 

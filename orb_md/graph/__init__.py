@@ -57,5 +57,6 @@ def neighbor_list(
     if problem:
         raise InputError(problem)
     search = make_search(backend, float(cutoff) + SEARCH_MARGIN)
-    senders, receivers, shifts = search(positions, cell, pbc, system_index)
-    return select_neighbors(positions, cell, system_index, senders, receivers, shifts, float(cutoff), max_neighbors)
+    senders, receivers, shifts, lengths = search(positions, cell, pbc, system_index)
+    return select_neighbors(positions, cell, system_index, senders, receivers, shifts, float(cutoff), max_neighbors,
+                            lengths)

@@ -1,7 +1,8 @@
 """Radius-search backends behind one interface, and the choice between them.
 
 Each backend is a TorchScript-able ``torch.nn.Module`` mapping (positions, cell, pbc, system_index) to candidate
-pairs (senders, receivers, int64 unit shifts) within its search radius; knn.py then decides the graph.
+pairs (senders, receivers, int64 unit shifts, float64 lengths of any rounding) within its search radius; knn.py
+then decides the graph.
 "vesin" (vesin-torch: a C++ cell list on the CPU, CUDA kernels on the GPU) is the default everywhere;
 "brute_force" (every pair against every image, float64) is the reference the tests compare it with.
 """
@@ -23,7 +24,7 @@ class BruteForceSearch(torch.nn.Module):
 
     def forward(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return brute_force_pairs(positions, cell, pbc, system_index, self.radius)
 
 

@@ -20,7 +20,7 @@ by a lattice vector; equal (vx, vy) on the grid then means vz = ±the same non-z
 This needs |v| < 2^30 · 1e-8 Å (cutoffs below :data:`MAX_CUTOFF`).
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -138,6 +138,27 @@ def nearest_per_sender(
     return order.index_select(0, (starts.unsqueeze(1) + slots)[kept])
 
 
+def near_kth(senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: int, margin: float = 1e-4) -> torch.Tensor:
+    """Indices of the candidates that can be among their sender's k nearest, grouped by sender.
+
+    ``estimate``: each candidate's length from the search, any rounding (error far below ``margin``). A candidate
+    more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k others by more than rounding
+    and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k per sender) go on."""
+    order = torch.sort(senders.to(torch.int32), stable=True)[1]  # int32: the faster sort
+    grouped = senders.index_select(0, order)
+    counts = torch.bincount(grouped, minlength=n_senders)
+    width = int(counts.max())
+    if width <= k:
+        return order
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(grouped.shape[0], device=senders.device) + (grouped * width - starts.index_select(0, grouped))
+    ordered = estimate.index_select(0, order)
+    table = torch.full((n_senders * width,), float("inf"), dtype=ordered.dtype, device=senders.device)
+    table = table.index_copy(0, slot, ordered).view(n_senders, width)
+    kth = torch.topk(table, k, dim=1, largest=False, sorted=False)[0].amax(1)
+    return order[ordered <= kth.index_select(0, grouped) + margin]
+
+
 def select_neighbors(
     positions: torch.Tensor,
     cell: torch.Tensor,
@@ -147,12 +168,19 @@ def select_neighbors(
     shifts: torch.Tensor,
     cutoff: float,
     max_neighbors: int,
+    estimate: Optional[torch.Tensor] = None,
     quantum: float = 1e-8,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """From candidate pairs (int64 shifts, any order, no duplicates) keep |v| < cutoff, then the k nearest per sender.
 
-    Returns (senders, receivers, unit_shifts) with unit_shifts in the dtype of ``positions``.
+    ``estimate``: the search's own length per candidate (optional): only the candidates :func:`near_kth` keeps get
+    the canonical lengths and the tie rule. Returns (senders, receivers, unit_shifts), unit_shifts in the dtype of
+    ``positions``.
     """
+    if estimate is not None and max_neighbors > 0 and senders.shape[0] > 0:
+        near = near_kth(senders, estimate, positions.shape[0], max_neighbors)
+        senders, receivers, shifts = senders.index_select(0, near), receivers.index_select(0, near), shifts.index_select(
+            0, near)
     vectors = edge_vectors(positions, cell, system_index, senders, receivers, shifts)
     distance = edge_length(vectors)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))

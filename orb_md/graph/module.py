@@ -31,6 +31,5 @@ class NeighborList(torch.nn.Module):
         if problem != "":
             raise ValueError(problem)
         candidates = self.search(positions, cell, pbc, system_index)
-        return select_neighbors(
-            positions, cell, system_index, candidates[0], candidates[1], candidates[2], self.cutoff, self.max_neighbors
-        )
+        return select_neighbors(positions, cell, system_index, candidates[0], candidates[1], candidates[2], self.cutoff,
+                                self.max_neighbors, candidates[3])
