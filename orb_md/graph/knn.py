@@ -116,6 +116,25 @@ def nearest_slots(key_a: torch.Tensor, key_b: torch.Tensor, k: int) -> Tuple[tor
     return slots, key_a.gather(1, slots) != padding
 
 
+def group_by_sender(
+    senders: torch.Tensor, n_senders: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Candidates grouped by sender for a padded (n_senders, width) table: (order (stable), grouped senders, each
+    sender's first position in the order, each grouped candidate's flat slot in the table, width)."""
+    order = torch.sort(senders.to(torch.int32), stable=True)[1]  # int32: the faster sort
+    grouped = senders.index_select(0, order)
+    counts = torch.bincount(grouped, minlength=n_senders)
+    starts = torch.cumsum(counts, 0) - counts
+    width = int(counts.max())
+    slot = torch.arange(grouped.shape[0], device=senders.device) + (grouped * width - starts.index_select(0, grouped))
+    return order, grouped, starts, slot, width
+
+
+def padded_rows(blank: torch.Tensor, values: torch.Tensor, slot: torch.Tensor, width: int) -> torch.Tensor:
+    """(n_senders, width) table: ``blank`` (n_senders · width,) holding ``values`` (in grouped order) at ``slot``."""
+    return blank.index_copy(0, slot, values).view(-1, width)
+
+
 def nearest_per_sender(
     senders: torch.Tensor, key_a: torch.Tensor, key_b: torch.Tensor, n_senders: int, max_neighbors: int
 ) -> torch.Tensor:
@@ -123,16 +142,10 @@ def nearest_per_sender(
     (-1: all). Candidates flat, in any order, senders in [0, n_senders); key A = PADDING: never kept."""
     if senders.shape[0] == 0:
         return torch.zeros(0, dtype=torch.int64, device=senders.device)
-    order = torch.sort(senders.to(torch.int32), stable=True)[1]  # int32: the faster sort
-    grouped = senders.index_select(0, order)
-    counts = torch.bincount(grouped, minlength=n_senders)
-    starts = torch.cumsum(counts, 0) - counts
-    width = int(counts.max())
-    slot = torch.arange(grouped.shape[0], device=senders.device) + (grouped * width - starts.index_select(0, grouped))
-    table_a = torch.full((n_senders * width,), 9223372036854775807, dtype=torch.int64, device=senders.device)
-    table_b = torch.zeros((n_senders * width,), dtype=torch.int64, device=senders.device)
-    table_a = table_a.index_copy(0, slot, key_a.index_select(0, order)).view(n_senders, width)
-    table_b = table_b.index_copy(0, slot, key_b.index_select(0, order)).view(n_senders, width)
+    order, grouped, starts, slot, width = group_by_sender(senders, n_senders)
+    blank = torch.full((n_senders * width,), 9223372036854775807, dtype=torch.int64, device=senders.device)
+    table_a = padded_rows(blank, key_a.index_select(0, order), slot, width)
+    table_b = padded_rows(torch.zeros_like(blank), key_b.index_select(0, order), slot, width)
     k = width if max_neighbors < 0 else min(max_neighbors, width)
     slots, kept = nearest_slots(table_a, table_b, k)
     return order.index_select(0, (starts.unsqueeze(1) + slots)[kept])
@@ -144,17 +157,12 @@ def near_kth(senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: i
     ``estimate``: each candidate's length from the search, any rounding (error far below ``margin``). A candidate
     more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k others by more than rounding
     and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k per sender) go on."""
-    order = torch.sort(senders.to(torch.int32), stable=True)[1]  # int32: the faster sort
-    grouped = senders.index_select(0, order)
-    counts = torch.bincount(grouped, minlength=n_senders)
-    width = int(counts.max())
+    order, grouped, _, slot, width = group_by_sender(senders, n_senders)
     if width <= k:
         return order
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(grouped.shape[0], device=senders.device) + (grouped * width - starts.index_select(0, grouped))
     ordered = estimate.index_select(0, order)
-    table = torch.full((n_senders * width,), float("inf"), dtype=ordered.dtype, device=senders.device)
-    table = table.index_copy(0, slot, ordered).view(n_senders, width)
+    blank = torch.full((n_senders * width,), float("inf"), dtype=ordered.dtype, device=senders.device)
+    table = padded_rows(blank, ordered, slot, width)
     kth = torch.topk(table, k, dim=1, largest=False, sorted=False)[0].amax(1)
     return order[ordered <= kth.index_select(0, grouped) + margin]
 
@@ -179,8 +187,8 @@ def select_neighbors(
     """
     if estimate is not None and max_neighbors > 0 and senders.shape[0] > 0:
         near = near_kth(senders, estimate, positions.shape[0], max_neighbors)
-        senders, receivers, shifts = senders.index_select(0, near), receivers.index_select(0, near), shifts.index_select(
-            0, near)
+        senders, receivers = senders.index_select(0, near), receivers.index_select(0, near)
+        shifts = shifts.index_select(0, near)
     vectors = edge_vectors(positions, cell, system_index, senders, receivers, shifts)
     distance = edge_length(vectors)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
@@ -192,5 +200,5 @@ def select_neighbors(
     key_a, key_b = tie_keys(distance, local_receiver, vectors, quantum)
     key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))
     chosen = nearest_per_sender(senders, key_a, key_b, positions.shape[0], max_neighbors)
-    return senders.index_select(0, chosen), receivers.index_select(0, chosen), shifts.index_select(0, chosen).to(
-        positions.dtype)
+    shifts = shifts.index_select(0, chosen).to(positions.dtype)
+    return senders.index_select(0, chosen), receivers.index_select(0, chosen), shifts
