@@ -186,6 +186,7 @@ def test_verlet_reuse_equals_rebuild():
         (lambda p, c, b, s, k: (p, c.index_copy(1, torch.tensor([2]), c[:, :1]), b, s, k), "linearly dependent"),
         (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=0.0)), "cutoff"),
         (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=-1.0)), "cutoff"),
+        (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=12.0)), "at most 10"),  # the tie rule's int64 key
         (lambda p, c, b, s, k: (p[:, :2], c, b, s, k), "shape"),
         (lambda p, c, b, s, k: (p, c.float(), b, s, k), "dtype"),
         (lambda p, c, b, s, k: (p, c, b, s.int(), k), "system_index"),
