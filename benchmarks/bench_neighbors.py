@@ -156,7 +156,8 @@ def main() -> None:
                 if n > LIMITS.get(method, 10**9) or (args.methods and method not in args.methods):
                     continue
                 repeats = args.repeats or (5 if n <= 1000 else (3 if n <= 10000 else 2))
-                env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin", "HOME": os.path.expanduser("~")}
+                env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin", "HOME": os.path.expanduser("~"),
+                       **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code the parent runs
                 out = subprocess.run(
                     [sys.executable, __file__, "--threads", str(args.threads), "--one", kind, str(n), method, str(repeats)],
                     capture_output=True, text=True, env=env,
