@@ -154,17 +154,19 @@ def nearest_per_sender(
 def near_kth(senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: int, margin: float = 1e-4) -> torch.Tensor:
     """Indices of the candidates that can be among their sender's k nearest, grouped by sender.
 
-    ``estimate``: each candidate's length from the search, any rounding (error far below ``margin``). A candidate
-    more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k others by more than rounding
-    and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k per sender) go on."""
-    order, grouped, _, slot, width = group_by_sender(senders, n_senders)
-    if width <= k:
-        return order
-    ordered = estimate.index_select(0, order)
-    blank = torch.full((n_senders * width,), float("inf"), dtype=ordered.dtype, device=senders.device)
-    table = padded_rows(blank, ordered, slot, width)
-    kth = torch.topk(table, k, dim=1, largest=False, sorted=False)[0].amax(1)
-    return order[ordered <= kth.index_select(0, grouped) + margin]
+    ``estimate``: each candidate's length from the search (below MAX_CUTOFF), any rounding (error far below
+    ``margin``). A candidate more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k
+    others by more than rounding and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k
+    per sender) go on. One sort by (sender, estimate on a 1e-6 Å grid) finds every sender's k-th."""
+    grid = 1e-6
+    coarse = torch.floor(estimate / grid).to(torch.int64)  # < 2^24
+    order = torch.sort(senders * (1 << 32) + coarse)[1]
+    grouped = senders.index_select(0, order)
+    counts = torch.bincount(grouped, minlength=n_senders)
+    starts = torch.cumsum(counts, 0) - counts
+    kth = (starts + torch.clamp(counts, max=k) - 1).clamp(min=0)  # position of each sender's k-th (or last)
+    limit = (coarse.index_select(0, order.index_select(0, kth)).to(estimate.dtype) + 1.0) * grid + margin
+    return order[estimate.index_select(0, order) <= limit.index_select(0, grouped)]
 
 
 def select_neighbors(
