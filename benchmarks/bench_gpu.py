@@ -47,7 +47,6 @@ PAPER_100K = {"time_s": 0.5, "memory_gb": 32.8, "target_memory_gb": 16.0}
 TIME_STEP_FS = 0.5
 TINY = {"latent_dim": 16, "mlp_hidden_dim": 32, "num_message_passing": 2}
 UNMEASURED_ON_DEVICE = {  # CUDA backends whose wheels cannot travel to the device (64 MiB per call, no registry)
-    "nvalchemi": "its warp-lang 1.19 wheel is 149 MB",
     "cuML RBC": "libcuml-cu13 26.10 alone is 65.8 MB, before cudf, raft and rmm",
 }
 

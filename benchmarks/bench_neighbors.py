@@ -5,16 +5,14 @@ Systems: random positions at water number density (0.1 atoms/Å³, cubic) and ra
 --sizes 2304), searched in one call by the orb_md backends and one call per system by ASE and orb-models.
 Cutoff 6 Å, k = 20. Each (system, method) runs in a fresh subprocess so the peak resident memory (ru_maxrss minus
 the level after building the inputs and loading the backend) belongs to that method alone. "first" is the first
-call in that process (Warp loads its cached kernels then); ``nvalchemi_cold`` runs nvalchemi with an empty Warp
-kernel cache, so its first call includes the JIT compilation. ``fixed_capacity`` is the static-shape graph of
+call in that process. ``vesin`` is the default (vesin-torch search + the selection of orb_md.graph.knn);
+``fixed_capacity`` is the static-shape graph of
 orb_md.graph.fixed_capacity (the CUDA-graph form, N·k padded edges; built once, outside the timing; one system only).
 Ratios are ASE time / ours and orb time / ours for the fastest orb_md backend (">1" = orb_md faster), and each
-orb_md backend's time / the CPU default's (``native``, what choose_backend picks) measured in the same run.
+orb_md backend's time / the default's (``vesin``, what choose_backend picks) measured in the same run.
 
 Usage: nice python benchmarks/bench_neighbors.py [--sizes 1000 10000 100000] [--threads 1] [--kinds water cu_fcc water_batch]
        [--methods vesin orb_scipy ...] [--repeats N]
-       python benchmarks/bench_neighbors.py --nvalchemi-crossover   (nvalchemiops all-pairs kernel vs cell list per
-       system size: the measurement behind orb_md.graph.nvalchemi_search.NAIVE_MAX_ATOMS)
 """
 
 import argparse
@@ -22,23 +20,18 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 
 CUTOFF, K = 6.0, 20
-OURS = ("native", "brute_force", "cell_list", "vesin", "vesin_torchsel", "nvalchemi", "nvalchemi_cold", "fixed_capacity")
-DEFAULT = "native"  # choose_backend's pick on the CPU
-# native: the compiled cell list + selection (the CPU default); vesin: vesin search + compiled selection;
-# vesin_torchsel: vesin search + the pure-torch k-NN selection (ORB_MD_NATIVE_KNN=0), i.e. the TorchScript/CUDA path
-# nvalchemi: nvalchemi-toolkit-ops search (Warp CPU kernels) + compiled selection; nvalchemi_cold: same, empty Warp cache
+OURS = ("vesin", "brute_force", "fixed_capacity")
+DEFAULT = "vesin"  # choose_backend's pick
 # methods too slow/large to run at a size (brute force is O(N^2); ASE is pure numpy)
-LIMITS = {"brute_force": 2_000, "ase": 20_000, "orb_scipy": 100_000, "orb_brute_force": 2_000, "nvalchemi_cold": 20_000}
+LIMITS = {"brute_force": 2_000, "ase": 20_000, "orb_scipy": 100_000, "orb_brute_force": 2_000}
 
 
 def build(kind: str, n_atoms: int):
@@ -92,16 +85,10 @@ def run_one(kind: str, n_atoms: int, method: str, repeats: int) -> dict:
                 raise SystemExit(f"fixed_capacity overflow {int(overflow)}: {module.layout}")
             return senders.shape[0]
     elif method in OURS:
-        from orb_md.graph import native, neighbor_list
-        from orb_md.graph.nvalchemi_search import nvalchemi_available
-
-        native.native_available()  # load (or build) the compiled ops before measuring
-        backend = {"vesin_torchsel": "vesin", "nvalchemi_cold": "nvalchemi"}.get(method, method)
-        if backend == "nvalchemi" and not nvalchemi_available():  # imports Warp before measuring
-            raise SystemExit("nvalchemi-toolkit-ops is not installed")
+        from orb_md.graph import neighbor_list
 
         def call():
-            return neighbor_list(positions, cell, pbc, system_index, CUTOFF, K, backend=backend)[0].shape[0]
+            return neighbor_list(positions, cell, pbc, system_index, CUTOFF, K, backend=method)[0].shape[0]
     elif method == "ase":
         from ase.neighborlist import primitive_neighbor_list
 
@@ -137,53 +124,6 @@ def run_one(kind: str, n_atoms: int, method: str, repeats: int) -> dict:
             "peak_mb": (peak - base) / 1024, "edges": n_edges, "atoms": positions.shape[0], "systems": len(systems)}
 
 
-def optional_versions(*packages: str) -> str:
-    """'name version' of each installed package, without importing it (Warp's import is slow and noisy)."""
-    from importlib import metadata
-
-    found = []
-    for package in packages:
-        try:
-            found.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{package} not installed")
-    return ", ".join(found)
-
-
-def nvalchemi_crossover(repeats: int) -> None:
-    """CPU time of nvalchemiops' raw search, all-pairs kernel vs cell list, for one water box per size and batches."""
-    from nvalchemiops.torch.neighbors import neighbor_list
-
-    from orb_md.graph.nvalchemi_search import NvalchemiSearch
-
-    print(f"nvalchemiops raw search (float64, radius {CUTOFF} Å, matrix output), min process CPU time of {repeats}")
-    print(f"{'systems':>18} {'atoms':>7} {'batch_naive [ms]':>17} {'batch_cell_list [ms]':>21}")
-    cases = [(f"water {n}", "water", n) for n in (8, 16, 32, 64, 128, 256, 512, 1000)]
-    cases += [("64 x 8-64 atoms", "water_batch", 2304), ("512 x 8-64 atoms", "water_batch", 18432)]
-    for label, kind, n in cases:
-        systems = build_systems(kind, n)
-        positions = torch.tensor(np.concatenate([a.positions for a in systems]))
-        cell = torch.tensor(np.stack([a.cell.array for a in systems]))
-        pbc = torch.tensor(np.stack([a.pbc for a in systems]))
-        counts = torch.tensor([len(a) for a in systems])
-        batch_ptr = torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0)).to(torch.int32)
-        batch_idx = torch.repeat_interleave(torch.arange(len(systems), dtype=torch.int32), counts)
-        width = NvalchemiSearch(CUTOFF).capacity
-        best = []
-        for method in ("batch_naive", "batch_cell_list"):
-            def call():
-                return neighbor_list(positions, CUTOFF, cell=cell, pbc=pbc, batch_idx=batch_idx, batch_ptr=batch_ptr,
-                                     method=method, max_neighbors=width)
-            call()  # JIT / load the kernels
-            times = []
-            for _ in range(repeats):
-                start = time.process_time()
-                call()
-                times.append(time.process_time() - start)
-            best.append(1e3 * min(times))
-        print(f"{label:>18} {positions.shape[0]:>7} {best[0]:>17.2f} {best[1]:>21.2f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -193,12 +133,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=0, help="timed calls per method (default 5 / 3 / 2 by size)")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "N", "METHOD", "REPEATS"))
     parser.add_argument("--json", metavar="PATH", help="also write the printed rows to this JSON file")
-    parser.add_argument("--nvalchemi-crossover", action="store_true", help="time nvalchemiops' two search methods")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.nvalchemi_crossover:
-        nvalchemi_crossover(args.repeats or 7)
-        return
     if args.one:
         kind, n, method, repeats = args.one
         print(json.dumps(run_one(kind, int(n), method, int(repeats))))
@@ -209,7 +145,7 @@ def main() -> None:
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, vesin {vesin.__version__}, ase {ase.__version__}, "
-          f"orb-models {getattr(orb_models, '__version__', '?')}, {optional_versions('nvalchemi-toolkit-ops', 'warp-lang')}")
+          f"orb-models {getattr(orb_models, '__version__', '?')}")
     print(f"cutoff {CUTOFF} Å, k={K}, torch threads {args.threads}; time = min wall time over repeats, cpu = min process CPU time (robust to load); memory = peak RSS growth")
     print(f"{'system':>14} {'atoms':>7} {'method':>16} {'time [ms]':>10} {'cpu [ms]':>9} {'first [ms]':>10} {'peak [MB]':>10} {'edges':>9}")
     rows = []
@@ -220,17 +156,12 @@ def main() -> None:
                 if n > LIMITS.get(method, 10**9) or (args.methods and method not in args.methods):
                     continue
                 repeats = args.repeats or (5 if n <= 1000 else (3 if n <= 10000 else 2))
-                env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin", "HOME": os.path.expanduser("~")}
-                if method == "vesin_torchsel":
-                    env["ORB_MD_NATIVE_KNN"] = "0"
-                if method == "nvalchemi_cold":
-                    env["WARP_CACHE_PATH"] = tempfile.mkdtemp(prefix="warp-cold-")
+                env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin", "HOME": os.path.expanduser("~"),
+                       **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code the parent runs
                 out = subprocess.run(
                     [sys.executable, __file__, "--threads", str(args.threads), "--one", kind, str(n), method, str(repeats)],
                     capture_output=True, text=True, env=env,
                 )
-                if "WARP_CACHE_PATH" in env:
-                    shutil.rmtree(env["WARP_CACHE_PATH"], ignore_errors=True)
                 if out.returncode != 0:
                     print(f"{kind:>14} {n:>7} {method:>16} failed: {out.stderr.strip().splitlines()[-1]}")
                     rows.append({"kind": kind, "size": n, "method": method, "ours": method in OURS,

@@ -51,7 +51,7 @@ class Suite:
 SUITES = {
     "model": Suite(("--quick", "--systems", "cu", "--models", "direct-20", "conservative-20", "--variants", "full"),
                    modules=("orb_models",)),
-    "neighbors": Suite(("--sizes", "1000", "10000", "--repeats", "3", "--methods", "native", "vesin", "orb_scipy",
+    "neighbors": Suite(("--sizes", "1000", "10000", "--repeats", "3", "--methods", "vesin", "orb_scipy",
                         "ase"), modules=("vesin", "orb_models")),
     "openmm": Suite(("--atoms", "1000", "--steps", "6", "--rounds", "3"),
                     modules=("openmm", "openmmtorch", "openmmml")),

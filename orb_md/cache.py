@@ -1,7 +1,7 @@
 """The one folder orb_md caches things in: ``$ORB_MD_CACHE``, default ``~/.cache/orb-md``.
 
 Under it: ``checkpoints/`` (downloaded official weights), ``training/`` (generated training data),
-``torch_extensions/`` (the compiled neighbour search), and what ``scripts/bootstrap.sh`` and
+and what ``scripts/bootstrap.sh`` and
 ``scripts/build_lammps.sh`` build (``venv/``, ``lammps-*/``, ``src/``), which read the same variable.
 """
 

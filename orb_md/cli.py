@@ -391,8 +391,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         devices.append("mps")
     print(f"devices: {', '.join(devices)}; torch threads {torch.get_num_threads()} "
           f"({os.cpu_count()} CPUs visible, {usable_cpus()} usable)")
-    print(f"neighbour-list backends: {', '.join(_neighbor_backends())} "
-          "(auto: native on the CPU, vesin under TorchScript or on CUDA)")
+    print(f"neighbour-list backends: {', '.join(_neighbor_backends())} (auto: vesin)")
     print("engines:")
     for label, ok, detail in _engines():
         print(f"  {label:28s} {'usable' if ok else 'not usable'}{': ' + detail if detail else ''}")
@@ -400,14 +399,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _neighbor_backends() -> list[str]:
-    """The neighbour-list backends usable here (the compiled one is built on first use)."""
-    from orb_md.graph.native import native_available
-    from orb_md.graph.nvalchemi_search import nvalchemi_available
-    from orb_md.graph.vesin_search import vesin_available
+    """The neighbour-list backends usable here."""
+    import torch
 
-    usable = {"native": native_available(), "vesin": vesin_available(), "cell_list": True, "brute_force": True,
-              "nvalchemi": nvalchemi_available()}
-    return [name for name, ok in usable.items() if ok]
+    from orb_md.graph.backends import usable_backends
+
+    return usable_backends(torch.device("cpu"))
 
 
 def _engines() -> list[tuple[str, bool, str]]:

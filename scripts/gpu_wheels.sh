@@ -8,9 +8,8 @@
 # Run it in the checkout the device tool sends (the session's own repo). .gpu/ holds:
 #   wheels/  cp312 manylinux wheels of what the device image lacks (KINDS.md lists it): openmm, openmmtorch and their
 #            CUDA 13 plugins, vesin, vesin-torch, ase, openmmml, pdbfixer, and orb_md's own wheel (entry points of
-#            the openmm-ml potentials). Not carried: numpy, scipy, matplotlib, tqdm, ninja, mpi4py, cython, pytest
-#            (in the image), mdtraj (nothing under test imports it), nvalchemi-toolkit-ops (its warp-lang wheel is
-#            149 MB, over the 64 MiB limit by itself), libnvrtc.so.12 (see gpu_check.sh: an empty stub suffices);
+#            the openmm-ml potentials). Not carried: numpy, scipy, matplotlib, tqdm, mpi4py, cython, pytest
+#            (in the image), mdtraj (nothing under test imports it), libnvrtc.so.12 (see gpu_check.sh: an empty stub suffices);
 #   lammps-src.tar.xz  LAMMPS trimmed to what scripts/build_lammps.sh builds (core, PYTHON, ML-IAP, ML-SNAP, STUBS,
 #            cmake, python) with orb_md's patches applied, from Debian's source that build_lammps.sh caches in
 #            $ORB_MD_CACHE/src (the build itself runs on the device);

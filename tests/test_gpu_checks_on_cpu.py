@@ -72,13 +72,11 @@ def test_float32_high_against_float64_helper(one_thread) -> None:
     assert torch.get_float32_matmul_precision() == before  # restored
 
 
-def test_usable_backends_leave_native_to_the_cpu() -> None:
+def test_usable_backends_are_the_same_on_every_device() -> None:
     from orb_md.graph.backends import usable_backends
-    from orb_md.graph.native import native_available
 
     on_cuda = usable_backends(torch.device("cuda"))
-    assert "native" not in on_cuda and {"auto", "brute_force", "cell_list"} <= set(on_cuda)
-    assert ("native" in usable_backends(torch.device("cpu"))) == native_available()
+    assert {"auto", "brute_force", "vesin"} <= set(on_cuda) and on_cuda == usable_backends(torch.device("cpu"))
 
 
 def test_fixed_capacity_edges_helper_equals_brute_force(one_thread) -> None:

@@ -9,14 +9,12 @@ from ase.neighborlist import primitive_neighbor_list
 
 from orb_md.errors import InputError
 from orb_md.graph import NeighborList, VerletNeighborList, neighbor_list
-from orb_md.graph.native import native_available
-from orb_md.graph.nvalchemi_search import nvalchemi_available
+from orb_md.graph.backends import make_search
+from orb_md.graph.knn import select_neighbors
 from orb_md.graph.vesin_search import vesin_available
+from orb_md_lammps.graph import nearest_per_sender
 
-BACKENDS = (
-    ["brute_force", "cell_list"] + (["vesin"] if vesin_available() else []) + (["native"] if native_available() else [])
-    + (["nvalchemi"] if nvalchemi_available() else [])  # eager only; its own checks: test_nvalchemi.py
-)
+BACKENDS = ["brute_force"] + (["vesin"] if vesin_available() else [])
 CUTOFF = 6.0
 
 
@@ -93,16 +91,50 @@ def test_backends_identical_with_ties(atoms):
     reference = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
     assert torch.equal(torch.bincount(reference[0]), torch.full((len(atoms),), 20))
     outputs = [neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend=b) for b in BACKENDS]
-    outputs.append(torch.jit.script(NeighborList(CUTOFF, 20, "cell_list"))(*inputs))
+    outputs.append(torch.jit.script(NeighborList(CUTOFF, 20, "vesin"))(*inputs))
     for out in outputs:
         assert all(torch.equal(a, b) for a, b in zip(out, reference))
 
 
 def test_tie_rule_order():
-    senders, receivers, shifts = neighbor_list(*as_inputs(bulk("Cu", "fcc", a=3.61)), cutoff=CUTOFF, max_neighbors=20)
+    inputs = as_inputs(bulk("Cu", "fcc", a=3.61))
+    senders, receivers, shifts = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20)
     assert shifts.dtype == torch.float64
-    first_shell = shifts[:12].long().tolist()
-    assert first_shell == sorted(first_shell)  # one receiver, equal distances: lexicographic shifts
+    first_shell = torch.round((shifts[:12] @ inputs[1][0]) / 1e-8).long().tolist()
+    assert first_shell == sorted(first_shell)  # one receiver, equal distances: lexicographic vectors on the 1e-8 Å grid
+
+
+def edge_vectors(atoms: Atoms, graph) -> list:
+    """(sender, receiver, edge vector rounded to 1e-6 Å) of a graph, in its order."""
+    senders, receivers, shifts = graph
+    v = atoms.positions[receivers.numpy()] - atoms.positions[senders.numpy()] + shifts.numpy() @ atoms.cell.array
+    return list(zip(senders.tolist(), receivers.tolist(), map(tuple, np.round(v, 6).tolist())))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k", [1, 20])
+def test_graph_unchanged_by_a_lattice_translation_of_an_atom(backend, k):
+    """The tie rule reads edge vectors, not shifts: moving an atom by a lattice vector leaves every edge (sender,
+    receiver, vector) and its order as it was, in tied triclinic fcc shells."""
+    atoms = bulk("Cu", "fcc", a=3.61) * (2, 1, 1)
+    moved = atoms.copy()
+    moved.positions[1] += np.array([1, -2, 1]) @ moved.cell.array
+    graphs = [neighbor_list(*as_inputs(a), cutoff=CUTOFF, max_neighbors=k, backend=backend) for a in (atoms, moved)]
+    assert edge_vectors(atoms, graphs[0]) == edge_vectors(moved, graphs[1])
+
+
+@pytest.mark.parametrize("atoms", [bulk("Cu", "fcc", a=3.61), bulk("Cu", "fcc", a=3.61) * (2, 1, 3),
+                                   bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)])
+def test_lammps_selection_equals_neighbor_list(atoms):
+    """LAMMPS's selection (receiver atom IDs = index + 1, vectors only, pairs in any order) keeps the edges of
+    neighbor_list, in its order, on fcc Cu where whole shells tie."""
+    i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, atoms.cell.array, atoms.positions, CUTOFF)
+    vectors = atoms.positions[j] - atoms.positions[i] + shift @ atoms.cell.array
+    order = np.random.default_rng(0).permutation(len(i))
+    i, j, shift, vectors = i[order], j[order], shift[order], vectors[order]
+    kept = nearest_per_sender(i, j + 1, vectors, 20)
+    lammps = (torch.tensor(i[kept]), torch.tensor(j[kept]), torch.tensor(shift[kept], dtype=torch.float64))
+    assert edge_vectors(atoms, lammps) == edge_vectors(atoms, neighbor_list(*as_inputs(atoms), CUTOFF, 20))
 
 
 def test_batch_equals_single_calls():
@@ -136,12 +168,12 @@ def test_float32_input():
 def test_verlet_reuse_equals_rebuild():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     positions, cell, pbc, system_index = as_inputs(atoms)
-    verlet = torch.jit.script(VerletNeighborList(CUTOFF, 20, skin=0.5, backend="cell_list"))
+    verlet = torch.jit.script(VerletNeighborList(CUTOFF, 20, skin=0.5, backend="vesin"))
     generator = torch.Generator().manual_seed(0)
     for _ in range(200):
         positions = positions + 0.03 * torch.randn(positions.shape, generator=generator, dtype=positions.dtype)
         reused = verlet(positions, cell, pbc, system_index)
-        fresh = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=20, backend="cell_list")
+        fresh = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=20, backend="vesin")
         assert all(torch.equal(a, b) for a, b in zip(reused, fresh))
     assert 1 < verlet.builds < 100
 
@@ -154,6 +186,7 @@ def test_verlet_reuse_equals_rebuild():
         (lambda p, c, b, s, k: (p, c.index_copy(1, torch.tensor([2]), c[:, :1]), b, s, k), "linearly dependent"),
         (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=0.0)), "cutoff"),
         (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=-1.0)), "cutoff"),
+        (lambda p, c, b, s, k: (p, c, b, s, dict(cutoff=12.0)), "at most 10"),  # the tie rule's int64 key
         (lambda p, c, b, s, k: (p[:, :2], c, b, s, k), "shape"),
         (lambda p, c, b, s, k: (p, c.float(), b, s, k), "dtype"),
         (lambda p, c, b, s, k: (p, c, b, s.int(), k), "system_index"),
@@ -189,40 +222,20 @@ def _selection_cases():
     return [as_inputs(liquid), as_inputs(crystal), as_inputs(structures()["skewed_tiny"]), batched]
 
 
-def test_native_selection_equals_torch(monkeypatch):
-    from orb_md.graph import knn, native
-    from orb_md.graph.backends import make_search
-
-    if not native.native_available():
-        pytest.skip("compiled k-NN op unavailable (no compiler)")
+def test_selection_independent_of_candidate_order_and_pruning():
+    """Any candidate order, and pruning by the search's own lengths (near_kth), give the same graph."""
     generator = torch.Generator().manual_seed(3)
     for positions, cell, pbc, system_index in _selection_cases():
-        senders, receivers, shifts = make_search("cell_list", CUTOFF + 0.5)(positions, cell, pbc, system_index)
+        senders, receivers, shifts, lengths = make_search("vesin", CUTOFF + 0.5)(positions, cell, pbc, system_index)
         permutation = torch.randperm(senders.shape[0], generator=generator)  # any candidate order
         candidates = (senders[permutation], receivers[permutation], shifts[permutation])
         for k in (1, 20, -1):
-            fast = knn.select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
-            monkeypatch.setitem(native._state, "ok", False)
-            slow = knn.select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
-            monkeypatch.setitem(native._state, "ok", True)
-            assert all(torch.equal(a, b) for a, b in zip(fast, slow))
-            assert fast[2].dtype == positions.dtype
-
-
-def test_native_build_failure_falls_back(monkeypatch):
-    from orb_md.graph import native
-
-    def broken():
-        raise RuntimeError("no C++ compiler")
-
-    inputs = as_inputs(bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2))
-    expected = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
-    monkeypatch.delenv("ORB_MD_NATIVE_KNN", raising=False)
-    monkeypatch.setattr(native, "_state", {"tried": False, "ok": False})
-    monkeypatch.setattr(native, "_load", broken)
-    with pytest.warns(RuntimeWarning, match="torch fallback"):
-        got = neighbor_list(*inputs, cutoff=CUTOFF, max_neighbors=20, backend="brute_force")
-    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+            permuted = select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k)
+            given = select_neighbors(positions, cell, system_index, senders, receivers, shifts, CUTOFF, k)
+            pruned = select_neighbors(positions, cell, system_index, *candidates, CUTOFF, k, lengths[permutation])
+            assert all(torch.equal(a, b) for a, b in zip(permuted, given))
+            assert all(torch.equal(a, b) for a, b in zip(pruned, given))
+            assert permuted[2].dtype == positions.dtype
 
 
 def _far_outside() -> Atoms:
@@ -232,23 +245,44 @@ def _far_outside() -> Atoms:
 
 
 @pytest.mark.parametrize("k", [1, 20, -1])
-def test_native_graph_equals_torch_path(monkeypatch, k):
-    """The compiled cell list + selection gives bit-identical tensors to vesin/torch search + torch selection."""
-    from orb_md.graph import native
-
-    if not native.native_available():
-        pytest.skip("compiled ops unavailable (no compiler)")
+def test_vesin_graph_equals_brute_force(k):
+    """vesin's search and brute force's give bit-identical tensors after the selection."""
     cases = _selection_cases() + [as_inputs(_far_outside()), as_inputs(structures()["wire"]), as_inputs(molecule("C60"))]
     for positions, cell, pbc, system_index in cases:
-        fast = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="native")
-        monkeypatch.setitem(native._state, "ok", False)
-        slow = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="cell_list")
-        monkeypatch.setitem(native._state, "ok", True)
-        assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+        fast = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="vesin")
+        reference = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k, backend="brute_force")
+        assert all(torch.equal(a, b) for a, b in zip(fast, reference))
+
+
+def test_empty_system_in_batch():
+    systems = [molecule("H2O"), bulk("Cu", "fcc", a=3.61)]
+    positions = torch.cat([as_inputs(a)[0] for a in systems])
+    cell = torch.cat([as_inputs(systems[0])[1], torch.eye(3, dtype=torch.float64)[None] * 5.0, as_inputs(systems[1])[1]])
+    pbc = torch.tensor([[False] * 3, [True] * 3, [True] * 3])
+    system_index = torch.tensor([0, 0, 0, 2])
+    outputs = [neighbor_list(positions, cell, pbc, system_index, CUTOFF, 20, backend=b) for b in BACKENDS]
+    assert all(torch.equal(a, b) for out in outputs for a, b in zip(out, outputs[0]))
+    assert torch.equal(torch.bincount(outputs[0][0]), torch.tensor([2, 2, 2, 20]))
+
+
+@pytest.mark.parametrize("periodic", [True, False], ids=["periodic", "molecule"])
+def test_non_contiguous_inputs(periodic):
+    """Strided views (every other element of positions and pbc, a transposed cell) give the contiguous graph."""
+    atoms = random_triclinic(27, 40)
+    atoms.pbc = periodic
+    positions, cell, pbc, system_index = as_inputs(atoms)
+    strided_positions = torch.stack([positions, positions], -1)[..., 0]
+    strided_cell = cell.transpose(1, 2).contiguous().transpose(1, 2)
+    strided_pbc = torch.stack([pbc, pbc], -1)[..., 0]
+    assert not (strided_positions.is_contiguous() or strided_cell.is_contiguous() or strided_pbc.is_contiguous())
+    expected = neighbor_list(positions, cell, pbc, system_index, CUTOFF, 20, backend="brute_force")
+    for backend in BACKENDS:
+        got = neighbor_list(strided_positions, strided_cell, strided_pbc, system_index, CUTOFF, 20, backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
 
 
 def test_scripted_module_equals_eager():
-    """TorchScript (torch search + selection) and eager (compiled ops on CPU) give the same graph."""
+    """TorchScript and eager give the same graph."""
     inputs = as_inputs(bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2))
     module = NeighborList(CUTOFF, 20)
     eager = module(*inputs)

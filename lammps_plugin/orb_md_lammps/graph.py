@@ -1,18 +1,18 @@
 """Orb edges from LAMMPS's neighbour list: k nearest per sender, ghost folding, halo pruning.
 
 A listed pair (i, j) with r_ij = x_j - x_i < 6 Å is the Orb edge sender i -> receiver j. The k nearest
-receivers per sender are chosen with a decomposition-independent tie key: distance on a 1e-8 Å grid,
-then the receiver's global atom ID, then r_ij on the 1e-8 Å grid (x, y, z lexicographically). With
-ID = ASE index + 1 this is orb_md's rule (distance, receiver index, shift) except that the last key
-is the vector instead of the integer shift: the graphs differ only inside exact ties among images of
-the same atom, and never between ranks or rank counts.
+receivers per sender are chosen by orb_md's tie rule (orb_md.graph.knn), with the receiver's global atom
+ID - 1 as its index: the same graph as orb_md.graph.neighbor_list for ID = ASE index + 1, on any number of
+ranks.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-QUANTUM = 1e-8  # Å, tie grid (same as orb_md.graph.knn)
+from orb_md.graph.knn import edge_length, tie_keys
+from orb_md.graph.knn import nearest_per_sender as nearest_by_tie_rule
 
 
 class OrbLammpsError(RuntimeError):
@@ -20,15 +20,13 @@ class OrbLammpsError(RuntimeError):
 
 
 def nearest_per_sender(senders: np.ndarray, receiver_tags: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the pairs kept: the k nearest receivers of every sender by the tie key above."""
-    distance = np.sqrt((vectors * vectors).sum(1))
-    grid = np.rint(vectors / QUANTUM).astype(np.int64)
-    order = np.lexsort(
-        (grid[:, 2], grid[:, 1], grid[:, 0], receiver_tags, np.rint(distance / QUANTUM).astype(np.int64), senders)
-    )
-    ordered = senders[order]
-    rank = np.arange(order.size) - np.searchsorted(ordered, ordered, side="left")
-    return order[rank < k]
+    """Indices of the pairs kept: the k nearest receivers of every sender, grouped by sender in tie-rule order."""
+    if senders.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float64))
+    key_a, key_b = tie_keys(edge_length(v), torch.from_numpy(receiver_tags.astype(np.int64) - 1), v)
+    sender = torch.from_numpy(senders.astype(np.int64))
+    return nearest_by_tie_rule(sender, key_a, key_b, int(sender.max()) + 1, k).numpy()
 
 
 def fold_onto_owners(tags: np.ndarray, nlocal: int) -> np.ndarray:

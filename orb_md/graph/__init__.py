@@ -11,23 +11,23 @@ Public API:
 Edge vectors are v = positions[receivers] − positions[senders] + unit_shifts @ cell[system]; periodic
 self-images (i→i with non-zero shift) are edges, i→i with zero shift is not. Edges are grouped by sender and
 ordered within a sender by the tie rule of :mod:`orb_md.graph.knn` (distance on a 1e-8 Å grid, then receiver
-index, then shift lexicographically), which makes the k-nearest graph identical on every backend and device.
+index, then the edge vector on that grid lexicographically), which makes the k-nearest graph identical on every
+backend, device and engine.
 """
 
 import torch
 
 from orb_md.errors import InputError
-from orb_md.graph.backends import BACKENDS, choose_backend, make_search
+from orb_md.graph.backends import BACKENDS, choose_backend, make_search, usable_backends
 from orb_md.graph.fixed_capacity import FixedCapacityNeighborList
 from orb_md.graph.knn import DISTANCE_QUANTUM, select_neighbors
 from orb_md.graph.module import SEARCH_MARGIN, NeighborList
-from orb_md.graph.native import knn_graph, native_available
 from orb_md.graph.validation import input_problem
 from orb_md.graph.verlet import VerletNeighborList
 
 __all__ = [
     "BACKENDS", "DISTANCE_QUANTUM", "FixedCapacityNeighborList", "NeighborList", "VerletNeighborList", "choose_backend",
-    "neighbor_list",
+    "neighbor_list", "usable_backends",
 ]
 
 
@@ -44,8 +44,7 @@ def neighbor_list(
 
     positions (N,3) Å, any position; cell (B,3,3) rows = lattice vectors; pbc (B,3) bool; system_index (N,)
     int64 sorted; strict |v| < cutoff; max_neighbors nearest receivers kept per sender (-1: all).
-    ``backend``: one of BACKENDS; "auto" picks by system size and device (on CPU the compiled cell list, which
-    builds at first use). Raises InputError on bad input.
+    ``backend``: one of BACKENDS ("auto": vesin). Raises InputError on bad input.
     """
     for name, value in (("positions", positions), ("cell", cell), ("pbc", pbc), ("system_index", system_index)):
         if not isinstance(value, torch.Tensor):
@@ -57,14 +56,7 @@ def neighbor_list(
     problem = input_problem(positions, cell, pbc, system_index, float(cutoff), max_neighbors)
     if problem:
         raise InputError(problem)
-    if backend == "auto":
-        largest = int(torch.bincount(system_index).max()) if system_index.numel() else 0
-        backend = choose_backend(largest, positions.device)
-    if backend == "native":
-        if positions.device.type != "cpu" or not native_available():
-            raise InputError("backend 'native' needs CPU tensors and the compiled ops (a C++ compiler and ninja)")
-        senders, receivers, shifts = knn_graph(positions, cell, pbc, system_index, float(cutoff), max_neighbors)
-        return senders, receivers, shifts.to(positions.dtype)
     search = make_search(backend, float(cutoff) + SEARCH_MARGIN)
-    senders, receivers, shifts = search(positions, cell, pbc, system_index)
-    return select_neighbors(positions, cell, system_index, senders, receivers, shifts, float(cutoff), max_neighbors)
+    senders, receivers, shifts, lengths = search(positions, cell, pbc, system_index)
+    return select_neighbors(positions, cell, system_index, senders, receivers, shifts, float(cutoff), max_neighbors,
+                            lengths)

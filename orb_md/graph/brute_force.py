@@ -19,8 +19,9 @@ def brute_force_pairs(
     system_index: torch.Tensor,
     radius: float,
     chunk_elements: int = 1 << 22,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All (sender, receiver, unit shift) with |pos[r] − pos[s] + shift @ cell| < radius, except i→i with zero shift.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All (sender, receiver, unit shift, length) with |pos[r] − pos[s] + shift @ cell| < radius, except i→i with
+    zero shift (length: float64, from the wrapped positions).
 
     Shifts are valid for the given (unwrapped) positions. Output is grouped by sender. At most
     ``chunk_elements`` distances are held at once (bounded memory).
@@ -31,7 +32,7 @@ def brute_force_pairs(
     n_max = image_range(cell64, pbc, radius)
     counts = torch.bincount(system_index, minlength=cell.shape[0])
     starts = torch.cumsum(counts, 0) - counts
-    senders, receivers, shifts = [], [], []
+    senders, receivers, shifts, lengths = [], [], [], []
     for b in range(cell.shape[0]):
         first, n = int(starts[b]), int(counts[b])
         if n == 0:
@@ -45,16 +46,19 @@ def brute_force_pairs(
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
             diff = images.unsqueeze(0) - points[lo:hi].view(hi - lo, 1, 1, 3)
-            close = (diff * diff).sum(-1) < radius * radius  # (c, M, n)
+            squared = (diff * diff).sum(-1)  # (c, M, n)
+            close = squared < radius * radius
             idx = torch.arange(lo, hi, device=pos.device)
             close[idx - lo, zero, idx] = False
             hit = torch.nonzero(close)
             i, m, j = hit[:, 0], hit[:, 1], hit[:, 2]
+            lengths.append(torch.sqrt(squared[i, m, j]))
             i = i + lo
             senders.append(i + first)
             receivers.append(j + first)
             shifts.append(grid[m] + offsets[i + first] - offsets[j + first])
     if len(senders) == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=pos.device)
-        return empty, empty, torch.zeros(0, 3, dtype=torch.int64, device=pos.device)
-    return torch.cat(senders), torch.cat(receivers), torch.cat(shifts)
+        return empty, empty, torch.zeros(0, 3, dtype=torch.int64, device=pos.device), torch.zeros(0, dtype=pos.dtype,
+                                                                                             device=pos.device)
+    return torch.cat(senders), torch.cat(receivers), torch.cat(shifts), torch.cat(lengths)

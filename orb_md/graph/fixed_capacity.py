@@ -2,7 +2,7 @@
 
 :class:`FixedCapacityNeighborList` returns exactly N·k edges for N atoms (k = max_neighbors): sender i owns rows
 i·k … i·k + k − 1, its neighbours first, in the order of :mod:`orb_md.graph.knn` (distance on a 1e-8 Å grid, then
-receiver, then shift), then padding. Dropping the padding gives exactly :func:`orb_md.graph.neighbor_list`'s
+receiver, then edge vector), then padding. Dropping the padding gives exactly :func:`orb_md.graph.neighbor_list`'s
 graph. Every shape is a function of N, k and construction-time constants; there is no host synchronisation
 (no ``.item()``, ``nonzero``, boolean indexing or branch on tensor values), so the module can be captured.
 
@@ -52,6 +52,7 @@ import torch
 from orb_md.errors import InputError
 from orb_md.graph.fixed_bins import bin_table, stencil_bins
 from orb_md.graph.images import inverse_cell
+from orb_md.graph.knn import MAX_CUTOFF
 from orb_md.graph.module import SEARCH_MARGIN
 from orb_md.graph.padded_knn import padded_knn, preselect
 
@@ -108,8 +109,8 @@ class FixedCapacityNeighborList(torch.nn.Module):
         super().__init__()
         if not isinstance(n_atoms, int) or n_atoms < 1:
             raise InputError(f"n_atoms must be a positive int, got {n_atoms!r}")
-        if not (cutoff > 0.0 and math.isfinite(cutoff)):
-            raise InputError(f"cutoff must be a positive finite number of Å, got {cutoff}")
+        if not (0.0 < cutoff <= MAX_CUTOFF):
+            raise InputError(f"cutoff must be a positive number of Å, at most {MAX_CUTOFF} (the tie rule's key), got {cutoff}")
         if not isinstance(max_neighbors, int) or max_neighbors < 1:
             raise InputError(f"max_neighbors must be a positive int (a fixed capacity has no 'all'), got {max_neighbors!r}")
         for name, value in (("bin_capacity", bin_capacity), ("candidate_capacity", candidate_capacity),
@@ -147,10 +148,6 @@ class FixedCapacityNeighborList(torch.nn.Module):
             )
         self.method = method
         self.cell_list = method == "cell_list"
-        self.reach = (1 if self.periodic else 0) if self.cell_list else max(reach)
-        side = 2 * self.reach + 1
-        if (self.cutoff / 1e-8 + 2.0) * n_atoms * side**3 >= 2.0**62:
-            raise InputError(f"{n_atoms} atoms with {side}^3 lattice images overflow the int64 tie-rule key")
         self.candidates_per_sender = 27 * self.bin_capacity if self.cell_list else n_atoms * n_images
         self.candidate_capacity = candidate_capacity or default_candidate_capacity(max_neighbors)
         self.preselect = self.candidate_capacity < self.candidates_per_sender
@@ -268,7 +265,7 @@ class FixedCapacityNeighborList(torch.nn.Module):
                 candidates = self._image_candidates(senders, planes, wrapped)
             complete = complete & candidates[3]
             chosen = padded_knn(pos, cell64, offsets, senders, candidates[0], candidates[1], candidates[2],
-                                self.cutoff, self.max_neighbors, self.reach, self.periodic)
+                                self.cutoff, self.max_neighbors, self.periodic)
             receivers.append(chosen[0])
             shifts.append(chosen[1])
             kept.append(chosen[2])

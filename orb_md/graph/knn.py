@@ -1,31 +1,42 @@
-"""Canonical cutoff filter and deterministic k-nearest selection per sender.
+"""The tie rule: the canonical edge length and the k nearest receivers per sender, for every caller.
 
-Every backend only proposes candidate pairs; this module decides the graph, so all backends, devices and
-thread counts give identical edges. Lengths are recomputed here in float64 from the given positions,
-v = (pos[r] − pos[s]) + shift @ cell and |v| = sqrt((vx² + vy²) + vz²), operation by operation (correctly
-rounded IEEE arithmetic, so every device and the compiled ops of :mod:`orb_md.graph.native` get the same bits).
-The order of a sender's receivers (the **tie rule**) is:
+Every search only proposes candidate pairs; this module decides the graph, so all searches, devices, thread counts
+and engines (LAMMPS included) give identical edges. Lengths are recomputed in float64 from the given positions,
+v = (pos[r] − pos[s]) + shift @ cell and |v| = sqrt((vx² + vy²) + vz²), operation by operation (correctly rounded
+IEEE arithmetic, so every device gets the same bits). A sender's receivers are ordered by (the **tie rule**):
 
-1. distance quantised to a 1e-8 Å grid (round(d / 1e-8)), so symmetric distances that differ only by
-   floating-point rounding compare equal;
-2. then receiver index;
-3. then unit shift, lexicographically (x, then y, then z).
+1. the distance on a 1e-8 Å grid, round(|v| / 1e-8), so symmetric distances that differ only by rounding tie;
+2. then the receiver's index within its system (in LAMMPS: its atom ID − 1);
+3. then the edge vector v on the 1e-8 Å grid, lexicographically x, y, z.
 
-The k nearest by this order are kept; output is grouped by sender and sorted by the tie rule within a sender.
+The last key is the physical vector, not the integer shift, so the graph does not depend on where the caller
+wrapped its atoms, and a LAMMPS rank that does not own the receiver can apply it. The k first by this order are
+kept, grouped by sender, in that order.
 
-On CPU in eager mode the lengths, the filter and the selection run in the compiled op
-``knn_select`` (counting sort by sender + ``nth_element``; bit-identical); under TorchScript, on CUDA, or when
-the op cannot be built, the pure-torch path below (padded per-sender ``topk`` on one int64 composite key) is used.
+Implementation (:func:`nearest_slots`, one code path for dynamic and static shapes): a sender's candidates form a
+padded row; key A = (1, 2) and key B = (3) are one int64 each. Key B packs (vx, vy) on the grid and the sign of vz:
+key B only separates candidates with the same receiver and distance, i.e. images of one atom, whose vectors differ
+by a lattice vector; equal (vx, vy) on the grid then means vz = ±the same non-zero value, so the sign orders vz.
+This needs |v| < 2^30 · 1e-8 Å (cutoffs below :data:`MAX_CUTOFF`).
 """
+
+from typing import Optional, Tuple
 
 import torch
 
 from orb_md.graph.images import lattice_translations
 
-DISTANCE_QUANTUM = 1e-8  # Å; the literal is repeated as select_neighbors' default (TorchScript has no globals)
+DISTANCE_QUANTUM = 1e-8  # Å; the literal is repeated as default arguments (TorchScript has no globals)
+MAX_CUTOFF = 10.0  # Å, below 2^30 · DISTANCE_QUANTUM: key B holds a grid component in 31 bits
+PADDING = 9223372036854775807  # int64 max: the key A of an empty slot, above every real key
 
 
-def edge_lengths(
+def edge_length(v: torch.Tensor) -> torch.Tensor:
+    """|v| over the last axis, summed in the canonical order (x² + y²) + z²."""
+    return torch.sqrt((v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]) + v[..., 2] * v[..., 2])
+
+
+def edge_vectors(
     positions: torch.Tensor,
     cell: torch.Tensor,
     system_index: torch.Tensor,
@@ -34,7 +45,7 @@ def edge_lengths(
     shifts: torch.Tensor,
     max_table: int = 1 << 16,
 ) -> torch.Tensor:
-    """float64 |pos[r] − pos[s] + shift @ cell| per edge, by the canonical formula of the module doc.
+    """float64 v = pos[r] − pos[s] + shift @ cell per edge, by the canonical formula of the module doc.
 
     The translations shift @ cell are evaluated by :func:`lattice_translations` once per distinct (system, shift)
     of a small table and gathered per edge (same arithmetic, hence bit-identical to evaluating them per edge)."""
@@ -56,69 +67,106 @@ def edge_lengths(
         translation = table.index_select(0, code)
     else:
         translation = lattice_translations(cell64, shifts, system_index[senders])
-    v = pos.index_select(0, receivers) - pos.index_select(0, senders) + translation
-    return torch.sqrt((v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1]) + v[:, 2] * v[:, 2])
+    return pos.index_select(0, receivers) - pos.index_select(0, senders) + translation
 
 
-@torch.jit.unused
-def _native_choice(
+def edge_lengths(
     positions: torch.Tensor,
     cell: torch.Tensor,
     system_index: torch.Tensor,
     senders: torch.Tensor,
     receivers: torch.Tensor,
     shifts: torch.Tensor,
-    cutoff: float,
-    max_neighbors: int,
-    quantum: float,
 ) -> torch.Tensor:
-    """Indices chosen by the compiled op, or an empty (0,) float tensor when it is unavailable (eager CPU only)."""
-    from orb_md.graph import native
-
-    if positions.device.type != "cpu" or not native.native_available():
-        return torch.zeros(0)
-    return native.knn_select(positions, cell, system_index, senders, receivers, shifts, cutoff, max_neighbors, quantum)
+    """float64 |v| per edge, by the canonical formula."""
+    return edge_length(edge_vectors(positions, cell, system_index, senders, receivers, shifts))
 
 
-def _segment_rank_order(
-    senders: torch.Tensor, key: torch.Tensor, n_atoms: int, max_neighbors: int
-) -> torch.Tensor:
-    """Indices of the kept edges, grouped by sender, ascending ``key`` within a sender (keys unique per sender)."""
-    if not bool((senders[1:] >= senders[:-1]).all()):
-        order = torch.sort(senders, stable=True)[1]
-    else:
-        order = torch.arange(senders.shape[0], device=senders.device)
-    grouped = senders[order]
-    counts = torch.bincount(grouped, minlength=n_atoms)
+def tie_keys(
+    distance: torch.Tensor, receivers: torch.Tensor, vectors: torch.Tensor, quantum: float = 1e-8
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(key A, key B) int64 of each candidate (any leading shape; vectors (..., 3) float64): module doc.
+
+    ``receivers``: index within the system (< 2^32). Key B is exact for |v| < MAX_CUTOFF, the only candidates
+    whose key B is read (others are empty slots)."""
+    half = 1 << 30
+    key_a = torch.round(distance / quantum).to(torch.int64) * (1 << 32) + receivers
+    grid = torch.round(vectors / quantum).to(torch.int64) + half
+    return key_a, grid[..., 0] * (1 << 32) + grid[..., 1] * 2 + (grid[..., 2] > half).to(torch.int64)
+
+
+def nearest_slots(key_a: torch.Tensor, key_b: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the column indices (S,k) of the k smallest entries by (key A, key B), in that order, and kept (S,k).
+
+    Rows are padded tables (S,C) of candidates; ``kept`` is False for empty slots (key A = PADDING). Static shapes,
+    no host synchronisation: one ``topk`` finds the k-th key A, a second the k first by the tie rule (key B decides
+    among the candidates at the k-th key A), and two stable sorts of the k chosen give their order."""
+    padding = 9223372036854775807
+    n_rows, n_columns = key_a.shape[0], key_a.shape[1]
+    if n_columns < k:
+        key_a = torch.cat([key_a, torch.full((n_rows, k - n_columns), padding, dtype=key_a.dtype, device=key_a.device)], 1)
+        key_b = torch.cat([key_b, torch.zeros((n_rows, k - n_columns), dtype=key_b.dtype, device=key_b.device)], 1)
+    kth = torch.topk(key_a, k, dim=1, largest=False, sorted=False)[0].amax(1, keepdim=True)
+    before = torch.full_like(key_b, -9223372036854775807 - 1)  # below every key B
+    rank = torch.where(key_a < kth, before, torch.where(key_a == kth, key_b, torch.full_like(key_b, padding)))
+    slots = torch.topk(rank, k, dim=1, largest=False, sorted=False)[1]
+    order = torch.sort(key_b.gather(1, slots), dim=1, stable=True)[1]
+    slots = slots.gather(1, order)
+    slots = slots.gather(1, torch.sort(key_a.gather(1, slots), dim=1, stable=True)[1])
+    return slots, key_a.gather(1, slots) != padding
+
+
+def group_by_sender(
+    senders: torch.Tensor, n_senders: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Candidates grouped by sender for a padded (n_senders, width) table: (order (stable), grouped senders, each
+    sender's first position in the order, each grouped candidate's flat slot in the table, width)."""
+    order = torch.sort(senders.to(torch.int32), stable=True)[1]  # int32: the faster sort
+    grouped = senders.index_select(0, order)
+    counts = torch.bincount(grouped, minlength=n_senders)
     starts = torch.cumsum(counts, 0) - counts
     width = int(counts.max())
-    column = torch.arange(grouped.shape[0], device=senders.device) - starts[grouped]
-    padding = 9223372036854775807  # int64 max, above every composite key
-    table = torch.full((n_atoms, width), padding, dtype=torch.int64, device=senders.device)
-    table[grouped, column] = key[order]
-    if max_neighbors < 0 or max_neighbors >= width:
-        values, slots = torch.sort(table, dim=1)
-    else:
-        values, slots = torch.topk(table, max_neighbors, dim=1, largest=False, sorted=True)
-    kept = (starts.unsqueeze(1) + slots)[values != padding]
-    return order[kept]
+    slot = torch.arange(grouped.shape[0], device=senders.device) + (grouped * width - starts.index_select(0, grouped))
+    return order, grouped, starts, slot, width
 
 
-def _lexicographic_order(
-    senders: torch.Tensor, keys: list[torch.Tensor], n_atoms: int, max_neighbors: int
+def padded_rows(blank: torch.Tensor, values: torch.Tensor, slot: torch.Tensor, width: int) -> torch.Tensor:
+    """(n_senders, width) table: ``blank`` (n_senders · width,) holding ``values`` (in grouped order) at ``slot``."""
+    return blank.index_copy(0, slot, values).view(-1, width)
+
+
+def nearest_per_sender(
+    senders: torch.Tensor, key_a: torch.Tensor, key_b: torch.Tensor, n_senders: int, max_neighbors: int
 ) -> torch.Tensor:
-    """Fallback when the composite key would overflow: stable sorts from the least significant key."""
-    order = torch.arange(senders.shape[0], device=senders.device)
-    for i in range(len(keys) - 1, -1, -1):
-        order = order[torch.sort(keys[i][order], stable=True)[1]]
-    order = order[torch.sort(senders[order], stable=True)[1]]
-    if max_neighbors < 0:
-        return order
-    grouped = senders[order]
-    counts = torch.bincount(grouped, minlength=n_atoms)
+    """Indices of the kept candidates, grouped by sender in tie-rule order, at most ``max_neighbors`` per sender
+    (-1: all). Candidates flat, in any order, senders in [0, n_senders); key A = PADDING: never kept."""
+    if senders.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64, device=senders.device)
+    order, grouped, starts, slot, width = group_by_sender(senders, n_senders)
+    blank = torch.full((n_senders * width,), 9223372036854775807, dtype=torch.int64, device=senders.device)
+    table_a = padded_rows(blank, key_a.index_select(0, order), slot, width)
+    table_b = padded_rows(torch.zeros_like(blank), key_b.index_select(0, order), slot, width)
+    k = width if max_neighbors < 0 else min(max_neighbors, width)
+    slots, kept = nearest_slots(table_a, table_b, k)
+    return order.index_select(0, (starts.unsqueeze(1) + slots)[kept])
+
+
+def near_kth(senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: int, margin: float = 1e-4) -> torch.Tensor:
+    """Indices of the candidates that can be among their sender's k nearest, grouped by sender.
+
+    ``estimate``: each candidate's length from the search (below MAX_CUTOFF), any rounding (error far below
+    ``margin``). A candidate more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k
+    others by more than rounding and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k
+    per sender) go on. One sort by (sender, estimate on a 1e-6 Å grid) finds every sender's k-th."""
+    grid = 1e-6
+    coarse = torch.floor(estimate / grid).to(torch.int64)  # < 2^24
+    order = torch.sort(senders * (1 << 32) + coarse)[1]
+    grouped = senders.index_select(0, order)
+    counts = torch.bincount(grouped, minlength=n_senders)
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(order.shape[0], device=senders.device) - starts[grouped]
-    return order[rank < max_neighbors]
+    kth = (starts + torch.clamp(counts, max=k) - 1).clamp(min=0)  # position of each sender's k-th (or last)
+    limit = (coarse.index_select(0, order.index_select(0, kth)).to(estimate.dtype) + 1.0) * grid + margin
+    return order[estimate.index_select(0, order) <= limit.index_select(0, grouped)]
 
 
 def select_neighbors(
@@ -130,41 +178,29 @@ def select_neighbors(
     shifts: torch.Tensor,
     cutoff: float,
     max_neighbors: int,
+    estimate: Optional[torch.Tensor] = None,
     quantum: float = 1e-8,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """From candidate pairs (int64 shifts, any order, no duplicates) keep |v| < cutoff, then the k nearest per sender.
 
-    Returns (senders, receivers, unit_shifts) with unit_shifts in the dtype of ``positions``.
+    ``estimate``: the search's own length per candidate (optional): only the candidates :func:`near_kth` keeps get
+    the canonical lengths and the tie rule. Returns (senders, receivers, unit_shifts), unit_shifts in the dtype of
+    ``positions``.
     """
-    if not torch.jit.is_scripting():
-        chosen = _native_choice(
-            positions, cell, system_index, senders, receivers, shifts, cutoff, max_neighbors, quantum
-        )
-        if chosen.dtype == torch.int64:
-            return (
-                senders.index_select(0, chosen),
-                receivers.index_select(0, chosen),
-                shifts.index_select(0, chosen).to(positions.dtype),
-            )
-    distance = edge_lengths(positions, cell, system_index, senders, receivers, shifts)
+    if estimate is not None and max_neighbors > 0 and senders.shape[0] > 0:
+        near = near_kth(senders, estimate, positions.shape[0], max_neighbors)
+        senders, receivers = senders.index_select(0, near), receivers.index_select(0, near)
+        shifts = shifts.index_select(0, near)
+    vectors = edge_vectors(positions, cell, system_index, senders, receivers, shifts)
+    distance = edge_length(vectors)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
-    senders, receivers, shifts, distance = senders[keep], receivers[keep], shifts[keep], distance[keep]
-    if senders.shape[0] == 0:
-        return senders, receivers, shifts.to(positions.dtype)
-    n_atoms = positions.shape[0]
-    quantised = torch.round(distance / quantum).to(torch.int64)
-    atoms_per_system = torch.bincount(system_index)
-    first_atom = torch.cumsum(atoms_per_system, 0) - atoms_per_system
-    local_receiver = receivers - first_atom[system_index[receivers]]
-    reach = int(shifts.abs().max())
-    side = 2 * reach + 1
-    s = shifts + reach
-    shift_code = (s[:, 0] * side + s[:, 1]) * side + s[:, 2]
-    n_distance = int(quantised.max()) + 1
-    n_receiver = int(atoms_per_system.max())
-    if float(n_distance) * float(n_receiver) * float(side * side * side) < 2.0**62:  # int64 with room for the padding value
-        key = (quantised * n_receiver + local_receiver) * (side * side * side) + shift_code
-        chosen = _segment_rank_order(senders, key, n_atoms, max_neighbors)
-    else:
-        chosen = _lexicographic_order(senders, [quantised, local_receiver, shift_code], n_atoms, max_neighbors)
-    return senders[chosen], receivers[chosen], shifts[chosen].to(positions.dtype)
+    local_receiver = receivers
+    if cell.shape[0] > 1:
+        atoms_per_system = torch.bincount(system_index, minlength=cell.shape[0])
+        first_atom = torch.cumsum(atoms_per_system, 0) - atoms_per_system
+        local_receiver = receivers - first_atom.index_select(0, system_index.index_select(0, receivers))
+    key_a, key_b = tie_keys(distance, local_receiver, vectors, quantum)
+    key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))
+    chosen = nearest_per_sender(senders, key_a, key_b, positions.shape[0], max_neighbors)
+    shifts = shifts.index_select(0, chosen).to(positions.dtype)
+    return senders.index_select(0, chosen), receivers.index_select(0, chosen), shifts

@@ -10,18 +10,16 @@ synchronisation (for CUDA graphs and ``torch.compile(fullgraph=True)``), in two 
    A sender without that proof is reported (``complete`` False), never silently cut.
 2. :func:`padded_knn` applies the canonical cutoff and tie rule of :mod:`orb_md.graph.knn` to the kept candidates:
    lengths by the canonical formula, operation by operation, so the bits are the same,
-   v = (pos[r] − pos[s]) + ((n_x·a + n_y·b) + n_z·c) with the unit shift n of the unwrapped positions,
-   |v| = sqrt((vx² + vy²) + vz²) in float64; then one int64 key per candidate,
-   (round(|v| / 1e-8) · N + receiver) · side³ + image code, where the image code orders the candidate's lattice
-   image t (|t_i| ≤ ``reach``) lexicographically. For a given sender and receiver the unit shift is t plus a
-   constant (the difference of the two atoms' wrap offsets), so ordering by t is ordering by shift, as knn.py does.
-   ``torch.topk`` then takes the k smallest keys; candidates outside the cutoff or not ``valid`` get the largest
-   int64 key and come back as slots with ``kept`` False.
+   v = (pos[r] − pos[s]) + ((n_x·a + n_y·b) + n_z·c) with the unit shift n of the unwrapped positions, then
+   :func:`orb_md.graph.knn.nearest_slots` on the padded table (candidates outside the cutoff or not ``valid`` are
+   empty slots and come back with ``kept`` False).
 """
 
 from typing import Tuple
 
 import torch
+
+from orb_md.graph.knn import edge_length, nearest_slots, tie_keys
 
 
 def preselect(
@@ -49,10 +47,8 @@ def padded_knn(
     valid: torch.Tensor,
     cutoff: float,
     max_neighbors: int,
-    reach: int,
     periodic: bool,
     quantum: float = 1e-8,
-    padding_key: int = 9223372036854775807,  # int64 max, above every candidate key
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``max_neighbors`` nearest candidates of each sender, in tie-rule order, padded.
 
@@ -64,26 +60,19 @@ def padded_knn(
     Returns receivers (S,k) int64, unit shifts (S,k,3) int64 and kept (S,k) bool (False: a padding slot, whose
     receiver and shift are meaningless).
     """
-    n_atoms = positions.shape[0]
     own = senders.unsqueeze(1)
     shifts = images + offsets.index_select(0, senders).unsqueeze(1) - offsets[receivers]
     v = positions[receivers] - positions.index_select(0, senders).unsqueeze(1)
     if periodic:
         s = shifts.to(torch.float64)
         v = v + ((s[..., 0:1] * cell[0] + s[..., 1:2] * cell[1]) + s[..., 2:3] * cell[2])
-    distance = torch.sqrt((v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]) + v[..., 2] * v[..., 2])
+    distance = edge_length(v)
     keep = (distance < cutoff) & ((receivers != own) | (images != 0).any(-1)) & valid
-    side = 2 * reach + 1
-    t = images + reach
-    code = (t[..., 0] * side + t[..., 1]) * side + t[..., 2]
-    quantised = torch.round(distance / quantum).to(torch.int64)
-    key = torch.where(keep, (quantised * n_atoms + receivers) * (side * side * side) + code, padding_key)
-    n_senders, n_candidates = key.shape[0], key.shape[1]
-    if n_candidates < max_neighbors:
-        key = torch.cat([key, torch.full((n_senders, max_neighbors - n_candidates), padding_key, dtype=key.dtype,
-                                         device=key.device)], dim=1)
-    values, slots = torch.topk(key, max_neighbors, dim=1, largest=False, sorted=True)
+    n_senders, n_candidates = distance.shape[0], distance.shape[1]
+    key_a, key_b = tie_keys(distance, receivers.expand(n_senders, n_candidates), v, quantum)
+    key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))
+    slots, kept = nearest_slots(key_a, key_b, max_neighbors)
     slots = slots.clamp(max=n_candidates - 1)  # padding columns (if any) point at a real, unkept candidate
     chosen_receivers = receivers.expand(n_senders, n_candidates).gather(1, slots)
     chosen_shifts = shifts.gather(1, slots.unsqueeze(-1).expand(n_senders, max_neighbors, 3))
-    return chosen_receivers, chosen_shifts, values != padding_key
+    return chosen_receivers, chosen_shifts, kept

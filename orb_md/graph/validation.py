@@ -19,6 +19,8 @@ def input_problem(
     A periodic cell is degenerate when the squared volume spanned by its unit periodic vectors is below ``min_gram``."""
     if not (cutoff > 0.0 and math.isfinite(cutoff)):
         return f"cutoff must be a positive finite number of Å, got {cutoff}"
+    if cutoff > 10.0:  # orb_md.graph.knn.MAX_CUTOFF (TorchScript has no globals)
+        return f"cutoff must be at most 10 Å (the tie rule's int64 key), got {cutoff}"
     if max_neighbors < -1 or max_neighbors == 0:
         return f"max_neighbors must be a positive integer or -1 (no cap), got {max_neighbors}"
     if positions.dim() != 2 or positions.shape[1] != 3:

@@ -7,10 +7,9 @@ fresh build. The candidates are rebuilt when an atom moved more than skin/2, or 
 
 import torch
 
-from orb_md.graph.backends import BACKENDS, choose_search, make_search
+from orb_md.graph.backends import BACKENDS, make_search
 from orb_md.graph.knn import select_neighbors
 from orb_md.graph.module import SEARCH_MARGIN
-from orb_md.graph.native import native_graph
 from orb_md.graph.validation import input_problem
 
 
@@ -26,9 +25,7 @@ class VerletNeighborList(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.max_neighbors = int(max_neighbors)
         self.skin = float(skin)
-        self.native = backend in ("auto", "native")  # eager CPU: compiled search (else the TorchScript-able one)
-        radius = self.cutoff + self.skin + SEARCH_MARGIN
-        self.search = make_search(choose_search(1 << 30) if self.native else backend, radius)
+        self.search = make_search(backend, self.cutoff + self.skin + SEARCH_MARGIN)
         self.builds = 0
         self.reference_positions = torch.zeros(0, 3)
         self.reference_cell = torch.zeros(0, 3, 3)
@@ -53,16 +50,6 @@ class VerletNeighborList(torch.nn.Module):
         moved = torch.linalg.vector_norm(positions.to(torch.float64) - self.reference_positions, dim=1)
         return bool((moved > 0.5 * self.skin).any())
 
-    def candidates(
-        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All pairs closer than cutoff + skin (int64 shifts)."""
-        if self.native and not torch.jit.is_scripting():
-            found = native_graph(positions, cell, pbc, system_index, self.cutoff + self.skin, -1)
-            if len(found) == 3:
-                return found[0], found[1], found[2]
-        return self.search(positions, cell, pbc, system_index)
-
     def forward(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,7 +57,7 @@ class VerletNeighborList(torch.nn.Module):
         if problem != "":
             raise ValueError(problem)
         if self.needs_rebuild(positions, cell, pbc, system_index):
-            candidates = self.candidates(positions, cell, pbc, system_index)
+            candidates = self.search(positions, cell, pbc, system_index)  # all pairs within cutoff + skin
             self.candidate_senders = candidates[0]
             self.candidate_receivers = candidates[1]
             self.candidate_shifts = candidates[2]

@@ -1,6 +1,7 @@
 """Radius search with vesin-torch (C++ cell list on CPU, NVRTC kernels on CUDA), one call per system.
 
-vesin returns the full radius list without any k cap; orb_md adds the selection (knn.py).
+vesin returns the full radius list without any k cap; orb_md adds the selection (knn.py), which uses vesin's
+lengths only to prune candidates far from each sender's k-th nearest.
 """
 
 import torch
@@ -30,26 +31,29 @@ class VesinSearch(torch.nn.Module):
 
     def forward(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(senders, receivers, int64 unit shifts, float64 lengths) of every pair within the radius."""
         pos = positions.to(torch.float64)
         cell64 = cell.to(torch.float64) * pbc.unsqueeze(-1).to(torch.float64)
         if cell.shape[0] == 1 and positions.shape[0] > 0:  # one system: no offsets, no concatenation (one copy of vesin's strided i, j)
-            result = self.engine.compute(points=pos, box=cell64[0], periodic=pbc[0], quantities="ijS", copy=True)
-            return result[0].contiguous(), result[1].contiguous(), result[2].to(torch.int64)
+            result = self.engine.compute(points=pos, box=cell64[0], periodic=pbc[0], quantities="ijSd", copy=True)
+            return result[0].contiguous(), result[1].contiguous(), result[2].to(torch.int64), result[3]
         counts = torch.bincount(system_index, minlength=cell.shape[0])
         starts = torch.cumsum(counts, 0) - counts
-        senders, receivers, shifts = [], [], []
+        senders, receivers, shifts, lengths = [], [], [], []
         for b in range(cell.shape[0]):
             first, n = int(starts[b]), int(counts[b])
             if n == 0:
                 continue
             result = self.engine.compute(
-                points=pos[first : first + n], box=cell64[b], periodic=pbc[b], quantities="ijS", copy=True
+                points=pos[first : first + n], box=cell64[b], periodic=pbc[b], quantities="ijSd", copy=True
             )
             senders.append(result[0].to(torch.int64) + first)
             receivers.append(result[1].to(torch.int64) + first)
             shifts.append(result[2].to(torch.int64))
+            lengths.append(result[3])
         if len(senders) == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=positions.device)
-            return empty, empty, torch.zeros(0, 3, dtype=torch.int64, device=positions.device)
-        return torch.cat(senders), torch.cat(receivers), torch.cat(shifts)
+            return empty, empty, torch.zeros(0, 3, dtype=torch.int64, device=positions.device), torch.zeros(
+                0, dtype=torch.float64, device=positions.device)
+        return torch.cat(senders), torch.cat(receivers), torch.cat(shifts), torch.cat(lengths)
