@@ -16,7 +16,6 @@ from pathlib import Path
 
 import ase.build
 
-EV_IN_KJ_PER_MOL = 96.48533212331
 RELATIVE_TOLERANCE = 1e-6  # float64 throughout: engines and ASE differ by round-off only
 PACKAGE_DATA = ("orb_md/weights/orb-md-demo-v1.ckpt", "orb_md/weights/orb-md-demo-v1.json",
                 "orb_md/weights/orb-md-demo-bio-v1.ckpt", "orb_md/weights/orb-md-demo-bio-v1.json",
@@ -79,6 +78,7 @@ def check_openmm() -> None:
     from openmm import app, unit
 
     from orb_md import load_model
+    from orb_md.units import EV_IN_KJ_PER_MOL
     from orb_md_openmm.force import create_torch_force
 
     atoms = crystal()

@@ -6,7 +6,7 @@ graph (:mod:`orb_md.graph`) -> engine adapter (ASE :mod:`orb_md.calculator`, Ope
 
 from orb_md.checkpoints import load_model
 from orb_md.errors import CheckpointError, InputError, OrbMDError
-from orb_md.model import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, OrbModel
+from orb_md.model import BUNDLED_MODELS, RELEASED_MODELS, OrbConfig, OrbInputs, OrbModel
 from orb_md.model.factory import build_model
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "OrbConfig",
+    "OrbInputs",
     "OrbMDError",
     "OrbModel",
     "RELEASED_MODELS",

@@ -11,10 +11,11 @@ import torch
 
 from orb_md.errors import InputError
 from orb_md.graph import neighbor_list
+from orb_md.model.inputs import system_inputs
 from orb_md.model.orb import OrbModel, edge_vectors
 from orb_md.training_elements import warn_untrained_elements
+from orb_md.units import MAX_ATOMIC_NUMBER
 
-MAX_ATOMIC_NUMBER = 117  # Z+1 must index the covalent radii (ZBL) and Z the one-hot reference
 MIN_DISTANCE = 0.01  # Å; closer atoms are treated as overlapping
 
 
@@ -117,14 +118,7 @@ def evaluate(
     """Run the model on a batch (graph built here); outputs as documented by OrbModel. Warns once per element the
     model was not trained on (the ASE calculator, phonons and every other caller of this function)."""
     warn_untrained_elements(model, batch.atomic_numbers)
-    senders, receivers, shifts = build_graph(model, batch)
-    charge_spin = model.config.charge_spin
+    inputs = system_inputs(model.config, batch, build_graph(model, batch))
     with torch.set_grad_enabled(model.conservative and (forces or stress)):
-        out = model(
-            batch.positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
-            batch.system_index,
-            batch.total_charge if charge_spin else None,
-            batch.spin if charge_spin else None,
-            compute_forces=forces, compute_stress=stress,
-        )
+        out = model(inputs, compute_forces=forces, compute_stress=stress)
     return {k: v.detach() for k, v in out.items()}

@@ -7,9 +7,9 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from orb_md.batch import atoms_to_batch, evaluate
+from orb_md.charge_spin import require_charge_spin
 from orb_md.checkpoints import load_model
 from orb_md.devices import resolve_device
-from orb_md.errors import InputError
 from orb_md.model.orb import OrbModel
 
 
@@ -52,7 +52,9 @@ class OrbCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         parameter = next(self.model.parameters())
         if self.model.config.charge_spin:
-            self._require_charge_spin(self.atoms)
+            info = self.atoms.info
+            require_charge_spin(self.model.config, info.get("charge", self.charge), info.get("spin", self.spin),
+                                self._how_to_set)
         batch = atoms_to_batch(
             [self.atoms], dtype=parameter.dtype, device=parameter.device, charge=self.charge, spin=self.spin
         )
@@ -68,9 +70,6 @@ class OrbCalculator(Calculator):
         if periodic and "stress" in out:
             self.results["stress"] = out["stress"][0].cpu().double().numpy()
 
-    def _require_charge_spin(self, atoms: ase.Atoms) -> None:
-        for key, default in (("charge", self.charge), ("spin", self.spin)):
-            if key not in atoms.info and default is None:
-                raise InputError(
-                    f"{self.model.config.name} needs atoms.info[{key!r}] (or OrbCalculator({key}=...))"
-                )
+    @staticmethod
+    def _how_to_set(missing: list[str]) -> str:
+        return " and ".join(f"set atoms.info[{key!r}] (or OrbCalculator({key}=...))" for key in missing)

@@ -7,12 +7,18 @@ import torch
 from orb_md.errors import InputError
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, not yet checked against this machine (a file exported for a GPU elsewhere);
+    a name torch does not know is an :class:`InputError`."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}: device must be cpu, cuda or cuda:N, got {device!r}") from None
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch.device; a CUDA device this process cannot use is an :class:`InputError`."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InputError(f"unknown device {device!r}: {error}") from None
+    resolved = parse_device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"device {device!r}: no CUDA GPU is usable here (torch.cuda.is_available() is False)")

@@ -10,7 +10,7 @@ import torch
 from orb_models.forcefield import pretrained
 from orb_models.forcefield.atomic_system import SystemConfig, ase_atoms_to_atom_graphs
 
-from orb_md import OrbModel
+from orb_md import OrbInputs, OrbModel
 
 
 @contextlib.contextmanager
@@ -83,7 +83,7 @@ def orb_md_predict_on_graph(model: OrbModel, graph, pbc: torch.Tensor) -> dict[s
     """Run orb_md on orb-models' own graph (isolates the network from graph construction)."""
     n = graph.n_node.sum()
     system = graph.system_features
-    out = model(
+    out = model(OrbInputs(
         graph.node_features["positions"],
         graph.node_features["atomic_numbers"],
         system["cell"].view(-1, 3, 3),
@@ -94,5 +94,5 @@ def orb_md_predict_on_graph(model: OrbModel, graph, pbc: torch.Tensor) -> dict[s
         torch.zeros(int(n), dtype=torch.long),
         system.get("total_charge"),
         system.get("total_spin"),
-    )
+    ))
     return {k: v.detach() for k, v in out.items()}

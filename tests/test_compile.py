@@ -12,7 +12,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from orb_md import build_model
+from orb_md import OrbInputs, build_model
 from orb_md.batch import atoms_to_batch, build_graph
 
 REDUCED = {"latent_dim": 32, "mlp_hidden_dim": 64}
@@ -36,8 +36,8 @@ def _structures():
 def _inputs(model, atoms) -> tuple:
     batch = atoms_to_batch([atoms], dtype=torch.float32)
     senders, receivers, shifts = build_graph(model, batch)
-    return (batch.positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
-            batch.system_index)
+    return (OrbInputs(batch.positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
+                      batch.system_index),)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -11,7 +11,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from orb_md import build_model
+from orb_md import OrbInputs, build_model
 from orb_md.errors import InputError
 from orb_md.graph import neighbor_list
 from orb_md.graph.fixed_capacity import (
@@ -221,13 +221,13 @@ def test_padding_changes_no_model_output(name: str) -> None:
         positions, cell, pbc, system_index = as_inputs(atoms)
         numbers = torch.tensor(atoms.numbers)
         edges = neighbor_list(positions, cell, pbc, system_index, CUTOFF, k)
-        exact = model(positions, numbers, cell, pbc, *edges, system_index)
+        exact = model(OrbInputs(positions, numbers, cell, pbc, *edges, system_index))
         module = build(atoms, k)
         graph = module(positions, cell)
         assert graph[0].shape[0] == len(atoms) * k >= edges[0].shape[0]
         assert atoms is crystal or graph[0].shape[0] > edges[0].shape[0]  # the cluster's graph has padding
         model_cell = cell if module.periodic else module.vacuum_cell
-        padded = model(positions, numbers, model_cell, pbc, *graph[:3], system_index)
+        padded = model(OrbInputs(positions, numbers, model_cell, pbc, *graph[:3], system_index))
         assert set(padded) == set(exact)
         for key in exact:
             torch.testing.assert_close(padded[key], exact[key], rtol=0.0, atol=1e-12, msg=f"{name} {key}")

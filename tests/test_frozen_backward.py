@@ -6,7 +6,7 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
-from orb_md import build_model
+from orb_md import OrbInputs, build_model
 from orb_md.batch import atoms_to_batch, build_graph, evaluate
 from orb_md.model import frozen
 
@@ -60,7 +60,8 @@ def test_second_derivatives_match_autograd(batch) -> None:
     def hessian_row() -> tuple[torch.Tensor, torch.Tensor]:
         positions = batch.positions.clone().requires_grad_(True)
         energy = model(
-            positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts, batch.system_index,
+            OrbInputs(positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
+                      batch.system_index),
             compute_forces=False, compute_stress=False,
         )["energy"].sum()
         gradient, = torch.autograd.grad(energy, positions, create_graph=True)
@@ -84,7 +85,8 @@ def test_backward_twice_on_one_graph(batch) -> None:
     positions = batch.positions.clone().requires_grad_(True)
     with torch.enable_grad():
         energy = model(
-            positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts, batch.system_index,
+            OrbInputs(positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
+                      batch.system_index),
             compute_forces=False, compute_stress=False,
         )["energy"].sum()
         first, = torch.autograd.grad(energy, positions, retain_graph=True)
@@ -113,7 +115,8 @@ def test_torch_func_transforms_use_autograd(batch) -> None:
 
     def energy(positions: torch.Tensor) -> torch.Tensor:
         return model(
-            positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts, batch.system_index,
+            OrbInputs(positions, batch.atomic_numbers, batch.cell, batch.pbc, senders, receivers, shifts,
+                      batch.system_index),
             compute_forces=False, compute_stress=False,
         )["energy"].sum()
 

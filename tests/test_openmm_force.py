@@ -12,10 +12,10 @@ pytest.importorskip("openmmtorch")  # after torch, which loads the CUDA librarie
 import openmm.app as app  # noqa: E402
 import openmm.unit as unit  # noqa: E402
 
-from orb_md import build_model  # noqa: E402
+from orb_md import OrbInputs, build_model  # noqa: E402
 from orb_md.graph import neighbor_list  # noqa: E402
+from orb_md.units import EV_IN_KJ_PER_MOL  # noqa: E402
 from orb_md_openmm.force import build_module, create_torch_force  # noqa: E402
-from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
 from tests.openmm_systems import energy_forces, one_force_context, water  # noqa: E402
 
 SMALL = {"latent_dim": 32, "mlp_hidden_dim": 64, "num_message_passing": 2}
@@ -35,10 +35,10 @@ def _reference(model, modeller: app.Modeller, atoms: list[int], periodic: bool) 
     pbc = torch.full((1, 3), periodic)
     index = torch.zeros(len(atoms), dtype=torch.long)
     graph = neighbor_list(xyz, cell, pbc, index, model.config.cutoff, model.config.max_neighbors)
-    out = model(xyz, z, cell, pbc, *graph, index, compute_forces=True, compute_stress=False)
+    out = model(OrbInputs(xyz, z, cell, pbc, *graph, index), compute_forces=True, compute_stress=False)
     forces = np.zeros((modeller.topology.getNumAtoms(), 3))
-    forces[atoms] = out["forces"].detach().numpy() * EV_TO_KJ_PER_MOL * 10
-    return float(out["energy"].detach().sum()) * EV_TO_KJ_PER_MOL, forces
+    forces[atoms] = out["forces"].detach().numpy() * EV_IN_KJ_PER_MOL * 10
+    return float(out["energy"].detach().sum()) * EV_IN_KJ_PER_MOL, forces
 
 
 @pytest.mark.parametrize("name", ["orb-v3-direct-20-omat", "orb-v3-conservative-inf-omat"])

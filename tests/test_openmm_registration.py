@@ -46,6 +46,14 @@ sys.meta_path.insert(0, Block())
 """
 
 
+def test_names_are_the_models_orb_md_knows() -> None:
+    """names.py must stay importable without orb_md (openmm-ml imports it on every `import openmmml`), so it spells
+    the names out; they must be exactly the registry's (orb_md.model.config), released and bundled."""
+    from orb_md import BUNDLED_MODELS, RELEASED_MODELS
+
+    assert sorted(MODEL_NAMES) == sorted(RELEASED_MODELS | BUNDLED_MODELS)
+
+
 def test_names_do_not_collide_with_openmmml_builtins() -> None:
     names = {potential_name(m) for m in MODEL_NAMES}
     assert len(names) == len(MODEL_NAMES) and not names & set(BUILTIN_ORB)

@@ -32,8 +32,8 @@ from openmmtorch import TorchForce  # noqa: E402
 from orb_md import build_model  # noqa: E402
 from orb_md.calculator import OrbCalculator  # noqa: E402
 from orb_md.errors import InputError  # noqa: E402
+from orb_md.units import EV_IN_KJ_PER_MOL  # noqa: E402
 from orb_md_openmm.force import create_torch_force  # noqa: E402
-from orb_md_openmm.module import EV_TO_KJ_PER_MOL  # noqa: E402
 from orb_md_openmm.serialization import deserialize  # noqa: E402
 from tests.openmm_systems import ca2_fragment, water  # noqa: E402
 
@@ -73,7 +73,7 @@ def _ase(model, topology: app.Topology, positions_nm: np.ndarray, box_nm=None) -
         atoms.cell = np.asarray(box_nm) * 10.0
         atoms.pbc = True
     atoms.calc = OrbCalculator(model)
-    return atoms.get_potential_energy() * EV_TO_KJ_PER_MOL, atoms.get_forces() * EV_TO_KJ_PER_MOL * 10.0
+    return atoms.get_potential_energy() * EV_IN_KJ_PER_MOL, atoms.get_forces() * EV_IN_KJ_PER_MOL * 10.0
 
 
 def _nm(quantity) -> np.ndarray:

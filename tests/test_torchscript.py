@@ -8,7 +8,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from orb_md import RELEASED_MODELS, build_model
+from orb_md import RELEASED_MODELS, OrbInputs, build_model
 from orb_md.graph import neighbor_list
 
 REDUCED = {"latent_dim": 16, "mlp_hidden_dim": 32}
@@ -34,10 +34,10 @@ def _run(model: torch.nn.Module, charge_spin: bool, max_neighbors: int, x: dict)
     senders, receivers, shifts = neighbor_list(
         x["positions"], x["cell"], x["pbc"], x["system_index"], cutoff=6.0, max_neighbors=max_neighbors
     )
-    out = model(
+    out = model(OrbInputs(
         x["positions"], x["atomic_numbers"], x["cell"], x["pbc"], senders, receivers, shifts, x["system_index"],
         x["total_charge"] if charge_spin else None, x["spin"] if charge_spin else None,
-    )
+    ))
     return {k: v.detach() for k, v in out.items()}
 
 

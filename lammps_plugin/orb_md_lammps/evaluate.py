@@ -1,13 +1,10 @@
-"""Orb energy, per-atom energies, forces and virial on one rank, from the node features of its atoms.
+"""Orb energy, per-atom energies, forces and virial on one rank, from the model's parts and MPI sums.
 
-Orb-v3 is not a sum of atom terms: its energy is N * MLP(mean of all node features) + references + ZBL
-(divided by N for conservative models), and direct forces have the *global* mean removed. Each rank sums
-its local atoms' features, references and ZBL terms; one ``MPI_Allreduce`` gives the global values. For
-conservative models every rank then backpropagates <dE/d(pooled) (global, detached), sum of its local
-features> plus its local ZBL terms, so its pair forces are exactly its share of dE/dr_ij.
-
-Per-atom energy convention (sums exactly to Orb's total): e_i = (E - sum refs - E_zbl)/N + ref(Z_i) + zbl_i,
-zbl_i = V_i/N (conservative) or V_i (direct), V_i = ZBL half-pair energies of i's edges as sender.
+Each rank sums its local atoms' node features, references and ZBL terms; one ``MPI_Allreduce`` gives the global
+values, from which the model's methods (:meth:`~orb_md.model.orb.OrbModel.energy_from_pooled` and the others
+beside it) finish the energy. For conservative models every rank then backpropagates <dE/d(pooled) (global,
+detached), sum of its local features> plus its local ZBL terms, so its pair forces are exactly its share of dE/dr_ij.
+Per-atom energies follow :meth:`~orb_md.model.orb.OrbModel.per_atom_energies` (they sum exactly to Orb's total).
 """
 
 from __future__ import annotations
@@ -38,37 +35,35 @@ def evaluate(
     with torch.set_grad_enabled(conservative):
         h = features(vectors)[:nlocal]
         local_sum = h.to(torch.float64).sum(0)
-        zbl_edge, dzbl = model.pair_repulsion_fn.edge_energy_and_derivative(vectors, z[s], z[r])
-        zbl_atom = torch.zeros(z.shape[0], dtype=torch.float64, device=device).index_add(
-            0, s, zbl_edge.to(torch.float64))[:nlocal]
-        ref = model.heads.energy.reference.linear.weight[z[:nlocal]].to(torch.float64)
+        zbl_atom = model.repulsion_per_atom(vectors, z, s, r).to(torch.float64)[:nlocal]
+        ref = model.reference_energies(z[:nlocal])
         # global sums: pooled features, N, references, ZBL (one copy off the device)
         sums = torch.stack([torch.full_like(ref.sum(), float(nlocal)), ref.sum(), zbl_atom.detach().sum()])
         total = allreduce(comm, torch.cat([local_sum.detach(), sums]).cpu().numpy())
-        n_all = total[-3]
-        pooled = torch.tensor(total[: local_sum.shape[0]] / n_all, dtype=dtype, device=device,
+        n_all = torch.tensor([total[-3]], dtype=torch.float64, device=device)
+        pooled = torch.tensor(total[: local_sum.shape[0]] / total[-3], dtype=dtype, device=device,
                               requires_grad=conservative)
-        head = model.heads.energy
         with torch.enable_grad() if conservative else torch.no_grad():
-            per_atom = head.normalizer.inverse(head.mlp(pooled[None])).squeeze()
-            e_int = per_atom.to(torch.float64) * n_all
-            coeff = torch.autograd.grad(e_int, pooled)[0] / n_all if conservative else None
-        zbl_total = total[-1] / n_all if conservative else total[-1]
-        energy = float(e_int.detach()) + total[-2] + zbl_total
-        zbl_i = (zbl_atom / n_all if conservative else zbl_atom).detach()
-        out = {"energy": energy, "eatoms": (float(e_int.detach()) / n_all + ref + zbl_i).cpu().numpy()}
+            e_int = model.energy_from_pooled(pooled[None], n_all)
+            coeff = torch.autograd.grad(e_int.sum(), pooled)[0] / n_all if conservative else None
+        e_int = e_int.detach()
+        zbl_total = model.trained_repulsion(torch.tensor([total[-1]], dtype=torch.float64, device=device), n_all)
+        energy = float(e_int) + total[-2] + float(zbl_total)
+        out = {"energy": energy,
+               "eatoms": model.per_atom_energies(e_int, n_all, z[:nlocal], zbl_atom.detach()).cpu().numpy()}
         if conservative:
-            surrogate = (h.sum(0) * coeff.to(h.dtype)).sum().to(torch.float64) + zbl_atom.sum() / n_all
+            surrogate = (h.sum(0) * coeff.to(h.dtype)).sum().to(torch.float64) + model.trained_repulsion(
+                zbl_atom.sum(), n_all).sum()
             grad = torch.autograd.grad(surrogate, vectors, allow_unused=True)[0]
             out["edge_grad"] = (torch.zeros_like(vectors) if grad is None else grad).detach().to(torch.float64).cpu().numpy()
         else:
-            out.update(features=h.detach(), n_all=n_all, pooled=pooled.detach(), vectors=vectors.detach(), dzbl=dzbl)
+            out.update(features=h.detach(), n_all=total[-3], pooled=pooled.detach(), vectors=vectors.detach())
         return out
 
 
 def write_direct_forces(
-    data, lmp, comm, model, result: dict, senders: torch.Tensor, receivers: torch.Tensor, nlocal: int,
-    rows: int, x: np.ndarray, tags: np.ndarray, share: float, zero_net_force: bool,
+    data, lmp, comm, model, result: dict, atomic_numbers: torch.Tensor, senders: torch.Tensor,
+    receivers: torch.Tensor, nlocal: int, rows: int, x: np.ndarray, tags: np.ndarray, share: float,
 ) -> None:
     """Add a direct model's forces to ``atom->f`` and correct the global virial to Orb's stress.
 
@@ -77,15 +72,12 @@ def write_direct_forces(
     LAMMPS; the forces on other nodes are their owners' business). ``share`` is this
     rank's fraction of the stress head's virial (1/ranks)."""
     boxlo, boxhi = lmp.extract_box()[:2]
-    head = model.heads.forces
-    forces = head.normalizer.inverse(head.mlp(result["features"])).to(torch.float64)
+    forces = model.heads.forces(result["features"]).to(torch.float64)
     device = forces.device
-    forces = forces - torch.from_numpy(allreduce(comm, forces.sum(0).cpu().numpy()) / result["n_all"]).to(device)
-    if not zero_net_force:
-        forces = forces + head.normalizer.bn.running_mean.to(torch.float64)
-    vectors, dzbl = result["vectors"], result["dzbl"]
-    length = torch.linalg.vector_norm(vectors, dim=1)
-    edge_force = ((-dzbl / length)[:, None] * vectors).to(torch.float64)  # on the receiver
+    mean = torch.from_numpy(allreduce(comm, forces.sum(0).cpu().numpy()) / result["n_all"]).to(device)
+    forces = model.without_net_force(forces, mean)
+    vectors = result["vectors"]
+    edge_force = model.repulsion_edge_forces(vectors, atomic_numbers, senders, receivers).to(torch.float64)
     nodes = max(rows, int(senders.max()) + 1, int(receivers.max()) + 1) if senders.numel() else rows
     added = torch.zeros(nodes, 3, dtype=torch.float64, device=device).index_add(0, receivers, edge_force)
     added = added.index_add(0, senders, -edge_force)[:rows]

@@ -1,4 +1,5 @@
-"""Node features with a halo exchange between message-passing layers (``exchange`` mode).
+"""LAMMPS's halo exchange between message-passing layers (``exchange`` mode), for the model's layer-wise split
+(:meth:`orb_md.model.orb.OrbModel.owned_node_features`).
 
 Each rank keeps only the edges whose sender it owns (the pairs of its local atoms: their whole 6 Å shell
 is in LAMMPS's list, so the k-nearest choice is exact) and rows for all its local and ghost atoms. Per
@@ -51,27 +52,11 @@ class ReverseExchange(torch.autograd.Function):
         return _exchanged(grad, ctx.data, forward=True), None
 
 
-def node_features(
-    network, data, atomic_numbers: torch.Tensor, vectors: torch.Tensor, senders: torch.Tensor,
-    receivers: torch.Tensor, nlocal: int, total_charge: torch.Tensor | None = None, spin: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Final features (nlocal, latent) of the local atoms; rows = LAMMPS atoms, local first, then ghosts.
+def summing_into_owners(data):
+    """``sum_into_owners`` of :meth:`orb_md.model.orb.OrbModel.owned_node_features`: LAMMPS's reverse exchange."""
+    return lambda rows: ReverseExchange.apply(rows, data)
 
-    ``senders`` must all be local rows. Every rank must call this for every force call (the exchanges
-    are collective). ``total_charge``/``spin`` (shape (1,), OMol models) are the whole system's: every row,
-    ghost rows too, gets the same conditioning vector before each layer, as in the single-process network."""
-    system = torch.zeros(atomic_numbers.shape[0], dtype=torch.long, device=atomic_numbers.device)
-    nodes, edges, sender_chunks, receiver_chunks, gates, condition = network.encode(
-        atomic_numbers, vectors, senders, receivers, system, total_charge, spin
-    )
-    layers = list(network.gnn_stacks)
-    for index, layer in enumerate(layers):
-        nodes = layer.conditioned(nodes, condition)
-        sent, received, edges = layer.messages(nodes, edges, sender_chunks, receiver_chunks, gates)
-        received = ReverseExchange.apply(received, data)
-        local = layer.update_nodes(nodes[:nlocal], received[:nlocal], sent[:nlocal])
-        if index == len(layers) - 1:
-            return local
-        ghosts = torch.zeros(nodes.shape[0] - nlocal, local.shape[1], dtype=local.dtype, device=local.device)
-        nodes = ForwardExchange.apply(torch.cat([local, ghosts]), data)
-    return nodes[:nlocal]
+
+def copying_to_ghosts(data):
+    """``copy_to_ghosts`` of :meth:`orb_md.model.orb.OrbModel.owned_node_features`: LAMMPS's forward exchange."""
+    return lambda rows: ForwardExchange.apply(rows, data)

@@ -44,12 +44,14 @@ except ImportError:  # pragma: no cover - lets `export` run without a LAMMPS bui
 
 from ase.data import atomic_numbers, chemical_symbols
 
-from orb_md.batch import MAX_ATOMIC_NUMBER, check_atomic_numbers
-from orb_md.devices import resolve_device
+from orb_md.batch import check_atomic_numbers
+from orb_md.charge_spin import check_charge_spin
+from orb_md.devices import parse_device, resolve_device
 from orb_md.errors import InputError
 from orb_md.training_elements import warn_untrained_elements
+from orb_md.units import MAX_ATOMIC_NUMBER
 from orb_md_lammps import exchange
-from orb_md_lammps.charge_spin import check_charge_spin, system_charge_spin
+from orb_md_lammps.charge_spin import system_charge_spin
 from orb_md_lammps.evaluate import evaluate, write_direct_forces
 from orb_md_lammps.graph import OrbLammpsError, check_halo, fold_onto_owners, hops_from_local, nearest_per_sender
 from orb_md_lammps.virial import add_to_virial, allreduce
@@ -133,10 +135,7 @@ class OrbMLIAPUnified(MLIAPUnified):
         if unknown:
             raise InputError(f"unknown element symbol(s) {unknown}")
         check_atomic_numbers([atomic_numbers[s] for s in element_types or []], "elements")
-        try:
-            torch.device(device)
-        except (RuntimeError, TypeError):
-            raise InputError(f"device must be cpu, cuda or cuda:N, got {device!r}") from None
+        parse_device(device)
         config = model.config
         if config.charge_spin and not model.conservative:
             raise InputError(
@@ -318,8 +317,7 @@ class OrbMLIAPUnified(MLIAPUnified):
                                  "(non-periodic: f, s or m): use a conservative model")
         model = self.model
         device = self._z_of_elem.device
-        condition = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}), device)
-        charge, spin = condition if condition is not None else (None, None)
+        charge, spin = system_charge_spin(lmp, model.config, getattr(self, "charge_spin", {}), device)
         mode = self._choose_mode(data)
         comm = self._comm
         npairs = int(data.npairs)
@@ -339,12 +337,13 @@ class OrbMLIAPUnified(MLIAPUnified):
         s, r = torch.from_numpy(senders).to(device), torch.from_numpy(receivers).to(device)
         if mode == "exchange":
             def features(vectors):
-                return exchange.node_features(model.model, data, z, vectors, s, r, nlocal, charge, spin)
+                return model.owned_node_features(z, vectors, s, r, nlocal, exchange.summing_into_owners(data),
+                                                 exchange.copying_to_ghosts(data), charge, spin)
         else:
             system = torch.zeros(z.shape[0], dtype=torch.long, device=device)
 
             def features(vectors):
-                return model.model(z, vectors, s, r, system, charge, spin)
+                return model.node_features(z, vectors, s, r, system, charge, spin)
 
         result = evaluate(model, comm, z, s, r, rij[pidx], nlocal, features)
         if model.conservative:
@@ -356,8 +355,7 @@ class OrbMLIAPUnified(MLIAPUnified):
             w = -rij.T @ fij  # this rank's fdotr virial, W_ab = sum x_a f_b
             add_to_virial(data, comm, -0.5 * (w - w.T), x, tags)
         else:
-            write_direct_forces(data, lmp, comm, model, result, s, r, nlocal, rows, x, tags,
-                                1.0 / self._nprocs, self.zero_net_force)
+            write_direct_forces(data, lmp, comm, model, result, z, s, r, nlocal, rows, x, tags, 1.0 / self._nprocs)
         data.eatoms = np.ascontiguousarray(result["eatoms"], dtype=np.float64)
         data.energy = float(result["eatoms"].sum())
         self.last = {"energy": result["energy"], "mode": mode, "nodes": int(nodes.size), "edges": int(pidx.size)}

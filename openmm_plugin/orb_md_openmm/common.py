@@ -9,10 +9,10 @@ import openmm.app
 import torch
 
 from orb_md import OrbModel, load_model
+from orb_md.charge_spin import check_charge_spin
 from orb_md.training_elements import warn_untrained_elements
+from orb_md.units import MAX_ATOMIC_NUMBER
 from orb_md_openmm.module import EnergyForcesModule, EnergyModule, OrbEvaluator
-
-MAX_ATOMIC_NUMBER = 117
 
 
 def topology_atomic_numbers(topology: openmm.app.Topology, atoms: list[int] | None) -> list[int]:
@@ -56,8 +56,10 @@ def resolve_model(model: str | Path | torch.nn.Module, precision: str = "float32
 
 
 def charge_spin(model: OrbModel, charge: float, multiplicity: float) -> tuple[float | None, float | None]:
-    """(total charge, spin multiplicity) for OMol models; ValueError if given to a model without those inputs."""
+    """(total charge, spin multiplicity) for OMol models (checked by :mod:`orb_md.charge_spin`); ValueError if a
+    model without those inputs is given other than OpenMM's defaults (0, 1)."""
     if model.config.charge_spin:
+        check_charge_spin(model.config, float(charge), float(multiplicity))
         return float(charge), float(multiplicity)
     if (charge, multiplicity) != (0, 1):
         raise ValueError(f"{model.config.name} takes no total charge/spin; charge={charge}, multiplicity={multiplicity} unsupported")
@@ -71,10 +73,12 @@ def make_wrapper(
     periodic: bool,
     charge: float = 0,
     multiplicity: float = 1,
+    scaled: bool = False,
 ) -> torch.nn.Module:
     """The eager TorchForce-style wrapper: energy+forces for direct models, energy only for conservative ones."""
     total_charge, spin = evaluator_inputs(model, atomic_numbers, atoms, charge, multiplicity)
-    return wrap_evaluator(model, OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin))
+    evaluator = OrbEvaluator(model.eval(), atomic_numbers, atoms, periodic, total_charge, spin)
+    return wrap_evaluator(model, evaluator, scaled)
 
 
 def evaluator_inputs(
@@ -88,6 +92,7 @@ def evaluator_inputs(
     return charge_spin(model, charge, multiplicity)
 
 
-def wrap_evaluator(model: OrbModel, evaluator: torch.nn.Module) -> torch.nn.Module:
-    """The TorchForce module around an evaluator: energy+forces (direct models) or energy only (conservative)."""
-    return EnergyForcesModule(evaluator) if model.config.kind == "direct" else EnergyModule(evaluator)
+def wrap_evaluator(model: OrbModel, evaluator: torch.nn.Module, scaled: bool = False) -> torch.nn.Module:
+    """The TorchForce module around an evaluator: energy+forces (direct models) or energy only (conservative);
+    ``scaled``: multiplied by a global parameter (:class:`orb_md_openmm.module.EnergyModule`)."""
+    return (EnergyForcesModule if model.config.kind == "direct" else EnergyModule)(evaluator, scaled)

@@ -23,7 +23,7 @@ from orb_md_openmm.common import (
     topology_atomic_numbers,
     wrap_evaluator,
 )
-from orb_md_openmm.module import CapturableOrbEvaluator, ScaledEnergyForcesModule, ScaledEnergyModule
+from orb_md_openmm.module import CapturableOrbEvaluator
 
 __all__ = ["build_capturable_module", "build_module", "create_torch_force", "topology_atomic_numbers"]
 
@@ -57,9 +57,11 @@ def build_module(
     periodic: bool,
     charge: int = 0,
     multiplicity: int = 1,
+    scaled: bool = False,
 ) -> torch.jit.ScriptModule:
-    """Script the TorchForce module: energy+forces for direct models, energy only for conservative ones."""
-    return torch.jit.script(make_wrapper(model, atomic_numbers, atoms, periodic, charge, multiplicity))
+    """Script the TorchForce module: energy+forces for direct models, energy only for conservative ones
+    (``scaled``: times a global parameter, see :func:`create_torch_force`)."""
+    return torch.jit.script(make_wrapper(model, atomic_numbers, atoms, periodic, charge, multiplicity, scaled))
 
 
 def build_capturable_module(
@@ -71,13 +73,14 @@ def build_capturable_module(
     multiplicity: int = 1,
     bin_capacity: int = 0,
     candidate_capacity: int = 0,
+    scaled: bool = False,
 ) -> torch.jit.ScriptModule:
     """Script the CUDA-graph-ready TorchForce module (:class:`CapturableOrbEvaluator`; ``box`` (3,3) Å or None)."""
     total_charge, spin = evaluator_inputs(model, atomic_numbers, atoms, charge, multiplicity)
     evaluator = CapturableOrbEvaluator(
         model.eval(), atomic_numbers, atoms, box, total_charge, spin, bin_capacity, candidate_capacity
     )
-    return torch.jit.script(wrap_evaluator(model, evaluator))
+    return torch.jit.script(wrap_evaluator(model, evaluator, scaled))
 
 
 def create_torch_force(
@@ -116,6 +119,7 @@ def create_torch_force(
     :meth:`orb_md_openmm.potential.OrbMDPotentialImpl.createMixedSystem`).
     """
     periodic = resolve_periodic(topology, periodic)
+    scaled = scale_parameter is not None
     model = resolve_model(model, precision, architecture)
     numbers = topology_atomic_numbers(topology, atoms)
     if cuda_graphs:
@@ -123,14 +127,13 @@ def create_torch_force(
         if periodic:
             vectors = topology.getPeriodicBoxVectors().value_in_unit(openmm.unit.angstrom)
             box = torch.tensor([[v[0], v[1], v[2]] for v in vectors], dtype=torch.float64)
-        module = build_capturable_module(model, numbers, atoms, box, charge, multiplicity, bin_capacity, candidate_capacity)
+        module = build_capturable_module(model, numbers, atoms, box, charge, multiplicity, bin_capacity,
+                                         candidate_capacity, scaled)
     elif bin_capacity or candidate_capacity:
         raise ValueError("bin_capacity and candidate_capacity size the fixed-capacity graph of cuda_graphs=True")
     else:
-        module = build_module(model, numbers, atoms, periodic, charge, multiplicity)
+        module = build_module(model, numbers, atoms, periodic, charge, multiplicity, scaled)
     direct = model.config.kind == "direct"
-    if scale_parameter is not None:
-        module = torch.jit.script((ScaledEnergyForcesModule if direct else ScaledEnergyModule)(module, periodic))
     force = TorchForce(module, {"useCUDAGraphs": "true" if cuda_graphs else "false"})
     force.setOutputsForces(direct)
     force.setUsesPeriodicBoundaryConditions(periodic)

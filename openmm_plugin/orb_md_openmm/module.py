@@ -15,9 +15,8 @@ import torch
 
 from orb_md.graph import NeighborList
 from orb_md.graph.fixed_capacity import FixedCapacityNeighborList
-
-EV_TO_KJ_PER_MOL = 96.48533212
-NM_TO_ANGSTROM = 10.0
+from orb_md.model.inputs import OrbInputs
+from orb_md.units import EV_IN_KJ_PER_MOL, NM_IN_ANGSTROM
 
 
 def no_box_message() -> str:
@@ -28,27 +27,66 @@ def no_box_message() -> str:
     )
 
 
-def _register_system(
-    module: torch.nn.Module,
-    atomic_numbers: List[int],
-    indices: Optional[List[int]],
-    periodic: bool,
-    total_charge: Optional[float],
-    spin: Optional[float],
-    dtype: torch.dtype,
-) -> None:
-    """The fixed model inputs of the ML atoms, as buffers and flags of ``module``."""
-    module.subset = indices is not None
-    module.charge_spin = total_charge is not None and spin is not None
-    module.register_buffer("indices", torch.tensor(indices if indices is not None else [], dtype=torch.long))
-    module.register_buffer("atomic_numbers", torch.tensor(atomic_numbers, dtype=torch.long))
-    module.register_buffer("system_index", torch.zeros(len(atomic_numbers), dtype=torch.long))
-    module.register_buffer("pbc", torch.full((1, 3), periodic, dtype=torch.bool))
-    module.register_buffer("total_charge", torch.tensor([total_charge or 0.0], dtype=dtype))
-    module.register_buffer("spin", torch.tensor([spin or 0.0], dtype=dtype))
+class _MLAtoms(torch.nn.Module):
+    """The fixed model inputs of the ML atoms (buffers and flags), and OpenMM's arguments in the model's units."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        atomic_numbers: List[int],
+        indices: Optional[List[int]],
+        periodic: bool,
+        total_charge: Optional[float],
+        spin: Optional[float],
+        default_cell: torch.Tensor,
+    ):
+        super().__init__()
+        dtype = next(model.parameters()).dtype
+        self.model = model
+        self.periodic = periodic
+        self.subset = indices is not None
+        self.charge_spin = total_charge is not None and spin is not None
+        self.register_buffer("indices", torch.tensor(indices if indices is not None else [], dtype=torch.long))
+        self.register_buffer("atomic_numbers", torch.tensor(atomic_numbers, dtype=torch.long))
+        self.register_buffer("system_index", torch.zeros(len(atomic_numbers), dtype=torch.long))
+        self.register_buffer("pbc", torch.full((1, 3), periodic, dtype=torch.bool))
+        self.register_buffer("total_charge", torch.tensor([total_charge or 0.0], dtype=dtype))
+        self.register_buffer("spin", torch.tensor([spin or 0.0], dtype=dtype))
+        self.register_buffer("default_cell", default_cell.to(dtype))
+        self.nm_to_angstrom = NM_IN_ANGSTROM  # an attribute: TorchScript reads no global floats
+
+    def ml_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """The ML atoms' rows of OpenMM's positions (nm)."""
+        return positions.index_select(0, self.indices) if self.subset else positions
+
+    def angstrom(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(positions, cell (1,3,3)) in Å and the model's dtype; the default cell when not periodic."""
+        positions = positions.to(self.default_cell.dtype) * self.nm_to_angstrom
+        cell = self.default_cell
+        if self.periodic:
+            if boxvectors is None:
+                raise ValueError(no_box_message())
+            cell = (boxvectors.to(self.default_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
+        return positions, cell
+
+    def evaluate(
+        self, positions: torch.Tensor, cell: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
+        shifts: torch.Tensor, compute_forces: bool,
+    ) -> Dict[str, torch.Tensor]:
+        """The model's outputs (eV, Å) on the graph, with the total charge and spin where the model takes them."""
+        total_charge: Optional[torch.Tensor] = None
+        spin: Optional[torch.Tensor] = None
+        if self.charge_spin:
+            total_charge = self.total_charge
+            spin = self.spin
+        inputs = OrbInputs(
+            positions, self.atomic_numbers, cell, self.pbc, senders, receivers, shifts, self.system_index,
+            total_charge, spin,
+        )
+        return self.model(inputs, compute_forces, False)
 
 
-class OrbEvaluator(torch.nn.Module):
+class OrbEvaluator(_MLAtoms):
     """Selects the ML atoms, converts nm→Å, builds the graph and returns the model's outputs (Å, eV)."""
 
     def __init__(
@@ -60,18 +98,12 @@ class OrbEvaluator(torch.nn.Module):
         total_charge: Optional[float],
         spin: Optional[float],
     ):
-        super().__init__()
         dtype = next(model.parameters()).dtype
-        self.model = model
+        super().__init__(model, atomic_numbers, indices, periodic, total_charge, spin, torch.zeros(1, 3, 3, dtype=dtype))
         self.neighbors = NeighborList(model.config.cutoff, model.config.max_neighbors)
-        self.periodic = periodic
-        self.nm_to_angstrom = NM_TO_ANGSTROM
-        _register_system(self, atomic_numbers, indices, periodic, total_charge, spin, dtype)
-        self.register_buffer("zero_cell", torch.zeros(1, 3, 3, dtype=dtype))
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor], compute_forces: bool) -> Dict[str, torch.Tensor]:
-        if self.subset:
-            positions = positions.index_select(0, self.indices)
+        positions = self.ml_positions(positions)
         # One host sync per step: turns exploding positions into a clear error instead of a
         # neighbour-list failure or NaN forces (CUDA graphs use CapturableOrbEvaluator instead).
         if not bool(torch.isfinite(positions).all()):
@@ -79,25 +111,12 @@ class OrbEvaluator(torch.nn.Module):
                 "orb_md: ML atom positions contain NaN or inf (the simulation blew up: "
                 "reduce the time step, minimise first, or check the starting structure)"
             )
-        positions = positions.to(self.zero_cell.dtype) * self.nm_to_angstrom
-        cell = self.zero_cell
-        if self.periodic:
-            if boxvectors is None:
-                raise ValueError(no_box_message())
-            cell = (boxvectors.to(self.zero_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
+        positions, cell = self.angstrom(positions, boxvectors)
         senders, receivers, shifts = self.neighbors(positions, cell, self.pbc, self.system_index)
-        total_charge: Optional[torch.Tensor] = None
-        spin: Optional[torch.Tensor] = None
-        if self.charge_spin:
-            total_charge = self.total_charge
-            spin = self.spin
-        return self.model(
-            positions, self.atomic_numbers, cell, self.pbc, senders, receivers, shifts, self.system_index,
-            total_charge, spin, compute_forces, False,
-        )
+        return self.evaluate(positions, cell, senders, receivers, shifts, compute_forces)
 
 
-class CapturableOrbEvaluator(torch.nn.Module):
+class CapturableOrbEvaluator(_MLAtoms):
     """:class:`OrbEvaluator` for CUDA graphs: static shapes and no host synchronisation.
 
     The graph comes from :class:`orb_md.graph.fixed_capacity.FixedCapacityNeighborList`, sized at construction
@@ -119,37 +138,17 @@ class CapturableOrbEvaluator(torch.nn.Module):
         bin_capacity: int = 0,
         candidate_capacity: int = 0,
     ):
-        super().__init__()
-        dtype = next(model.parameters()).dtype
-        self.model = model
-        self.periodic = box is not None
-        self.neighbors = FixedCapacityNeighborList(
+        neighbors = FixedCapacityNeighborList(
             len(atomic_numbers), model.config.cutoff, model.config.max_neighbors, cell=box,
             bin_capacity=bin_capacity, candidate_capacity=candidate_capacity, raise_on_overflow=False,
         )
-        self.nm_to_angstrom = NM_TO_ANGSTROM
-        _register_system(self, atomic_numbers, indices, self.periodic, total_charge, spin, dtype)
-        self.register_buffer("vacuum_cell", self.neighbors.vacuum_cell.to(dtype))
+        super().__init__(model, atomic_numbers, indices, box is not None, total_charge, spin, neighbors.vacuum_cell)
+        self.neighbors = neighbors
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor], compute_forces: bool) -> Dict[str, torch.Tensor]:
-        if self.subset:
-            positions = positions.index_select(0, self.indices)
-        positions = positions.to(self.vacuum_cell.dtype) * self.nm_to_angstrom
-        cell = self.vacuum_cell
-        if self.periodic:
-            if boxvectors is None:
-                raise ValueError(no_box_message())
-            cell = (boxvectors.to(self.vacuum_cell.dtype) * self.nm_to_angstrom).unsqueeze(0)
+        positions, cell = self.angstrom(self.ml_positions(positions), boxvectors)
         senders, receivers, shifts, overflow = self.neighbors(positions, cell)
-        total_charge: Optional[torch.Tensor] = None
-        spin: Optional[torch.Tensor] = None
-        if self.charge_spin:
-            total_charge = self.total_charge
-            spin = self.spin
-        out = self.model(
-            positions, self.atomic_numbers, cell, self.pbc, senders, receivers, shifts, self.system_index,
-            total_charge, spin, compute_forces, False,
-        )
+        out = self.evaluate(positions, cell, senders, receivers, shifts, compute_forces)
         one = torch.ones((), dtype=torch.float64, device=overflow.device)
         exact = torch.where(overflow == 0, one, torch.full_like(one, float("nan")))  # 1, or NaN on overflow
         out["energy"] = out["energy"] * exact
@@ -158,28 +157,60 @@ class CapturableOrbEvaluator(torch.nn.Module):
         return out
 
 
-class EnergyModule(torch.nn.Module):
-    """Energy-only TorchForce module (kJ/mol); OpenMM takes forces by autograd. For conservative models."""
+def _box_and_scale(
+    scaled: bool, periodic: bool, second: Optional[torch.Tensor], third: Optional[torch.Tensor]
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(box, λ) from a TorchForce module's arguments after the positions: openmm-torch appends each global
+    parameter after the box, so (box) or () unscaled, (box, λ) when periodic and (λ) when not."""
+    if not scaled:
+        return second, None
+    if not periodic:
+        if second is None:
+            raise ValueError("orb_md: this module is scaled by a global parameter but OpenMM passed none")
+        return None, second
+    if third is None:
+        raise ValueError(no_box_message())
+    return second, third
 
-    def __init__(self, evaluator: torch.nn.Module):
+
+class EnergyModule(torch.nn.Module):
+    """Energy-only TorchForce module (kJ/mol); OpenMM takes forces by autograd. For conservative models.
+
+    ``scaled``: the energy is multiplied by λ, a TorchForce global parameter (openmm-ml's ``lambda_interpolate``);
+    OpenMM's autograd then gives λ·F, so the ML region is switched on and off without a ``CustomCVForce``.
+    """
+
+    def __init__(self, evaluator: torch.nn.Module, scaled: bool = False):
         super().__init__()
         self.evaluator = evaluator
-        self.energy_scale = EV_TO_KJ_PER_MOL
+        self.energy_scale = EV_IN_KJ_PER_MOL
+        self.scaled = scaled
+        self.periodic = bool(evaluator.periodic)
 
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.evaluator(positions, boxvectors, False)["energy"].sum() * self.energy_scale
+    def forward(
+        self, positions: torch.Tensor, box_or_scale: Optional[torch.Tensor] = None, scale: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        boxvectors, factor = _box_and_scale(self.scaled, self.periodic, box_or_scale, scale)
+        energy = self.evaluator(positions, boxvectors, False)["energy"].sum() * self.energy_scale
+        return energy if factor is None else energy * factor
 
 
 class EnergyForcesModule(torch.nn.Module):
-    """TorchForce module returning (energy kJ/mol, forces (N,3) kJ/mol/nm). For direct models."""
+    """TorchForce module returning (energy kJ/mol, forces (N,3) kJ/mol/nm). For direct models; ``scaled``: both
+    multiplied by λ, as in :class:`EnergyModule`."""
 
-    def __init__(self, evaluator: torch.nn.Module):
+    def __init__(self, evaluator: torch.nn.Module, scaled: bool = False):
         super().__init__()
         self.evaluator = evaluator
-        self.energy_scale = EV_TO_KJ_PER_MOL
-        self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
+        self.energy_scale = EV_IN_KJ_PER_MOL
+        self.force_scale = EV_IN_KJ_PER_MOL * NM_IN_ANGSTROM
+        self.scaled = scaled
+        self.periodic = bool(evaluator.periodic)
 
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, positions: torch.Tensor, box_or_scale: Optional[torch.Tensor] = None, scale: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        boxvectors, factor = _box_and_scale(self.scaled, self.periodic, box_or_scale, scale)
         # The forces are the model's output, not a gradient: OpenMM's Reference/CPU kernels still pass
         # positions with requires_grad=True, so without no_grad autograd would record the whole model.
         with torch.no_grad():
@@ -187,45 +218,7 @@ class EnergyForcesModule(torch.nn.Module):
         forces = out["forces"].to(positions.dtype) * self.force_scale
         if self.evaluator.subset:
             forces = torch.zeros_like(positions).index_copy(0, self.evaluator.indices, forces)
-        return out["energy"].sum() * self.energy_scale, forces.contiguous()
-
-
-def _box_and_scale(periodic: bool, second: torch.Tensor, third: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-    """openmm-torch appends each global parameter after the box: (positions, box, λ) when periodic, (positions, λ) not."""
-    if not periodic:
-        return None, second
-    if third is None:
-        raise ValueError(no_box_message())
-    return second, third
-
-
-class ScaledEnergyModule(torch.nn.Module):
-    """λ·E of an :class:`EnergyModule`, λ a TorchForce global parameter (openmm-ml's ``lambda_interpolate``).
-
-    OpenMM's autograd then gives λ·F, so the ML region is switched on and off without a ``CustomCVForce``.
-    """
-
-    def __init__(self, module: torch.nn.Module, periodic: bool):
-        super().__init__()
-        self.module = module
-        self.periodic = periodic
-
-    def forward(self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
-        return self.module(positions, boxvectors) * factor
-
-
-class ScaledEnergyForcesModule(torch.nn.Module):
-    """(λ·E, λ·F) of an :class:`EnergyForcesModule`; λ as in :class:`ScaledEnergyModule`."""
-
-    def __init__(self, module: torch.nn.Module, periodic: bool):
-        super().__init__()
-        self.module = module
-        self.periodic = periodic
-
-    def forward(
-        self, positions: torch.Tensor, box_or_scale: torch.Tensor, scale: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        boxvectors, factor = _box_and_scale(self.periodic, box_or_scale, scale)
-        energy, forces = self.module(positions, boxvectors)
-        return energy * factor, forces * factor.to(forces.dtype)
+        energy = out["energy"].sum() * self.energy_scale
+        if factor is None:
+            return energy, forces.contiguous()
+        return energy * factor, forces.contiguous() * factor.to(forces.dtype)

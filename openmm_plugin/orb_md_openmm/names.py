@@ -4,8 +4,10 @@ Each released model ``orb-v3-...`` (and the bundled ``orb-md-demo-v1`` and ``orb
 ``orb_md/<name>``: the namespace cannot
 collide with openmm-ml's own ``orb-v3-conservative-inf-omat`` / ``orb-v3-conservative-omol``
 (which run orb-models through a PythonForce), and the part after the slash is the model name
-that :func:`orb_md.load_model` takes. The list must match ``[project.entry-points."openmmml.potentials"]``
-in pyproject.toml (a test checks it).
+that :func:`orb_md.load_model` takes. The registry of model names is :mod:`orb_md.model.config`; this module
+spells them out because openmm-ml imports it on every ``import openmmml``, where importing orb_md (torch) is too
+slow or may fail. Tests check that the list equals the registry and ``[project.entry-points."openmmml.potentials"]``
+in pyproject.toml.
 """
 
 POTENTIAL_PREFIX = "orb_md/"

@@ -44,7 +44,7 @@ class OrbPythonCompute:
         self.wrapper = make_wrapper(model, atomic_numbers, None, periodic, charge, multiplicity).to(self.device)
         self.periodic = periodic
         self.direct = model.config.kind == "direct"
-        self.dtype = self.wrapper.evaluator.zero_cell.dtype
+        self.dtype = self.wrapper.evaluator.default_cell.dtype
 
     def __reduce__(self) -> tuple[type, tuple]:
         return OrbPythonCompute, self.arguments

@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 
 from orb_md.batch import check_overlap
+from orb_md.charge_spin import model_charge_spin
 from orb_md.errors import InputError
 from orb_md.graph import VerletNeighborList
 from orb_md.md.state import MDState
+from orb_md.model.inputs import OrbInputs
 from orb_md.model.orb import OrbModel
 from orb_md.training_elements import warn_untrained_elements
 
@@ -44,16 +46,16 @@ class ForceField:
             warn_untrained_elements(self.model, state.atomic_numbers)
             if senders.numel():
                 check_overlap(pos, cell, index, senders, receivers, shifts)
-        charge_spin = self.model.config.charge_spin
+        total_charge, spin = model_charge_spin(self.model.config, state.total_charge, state.spin)
+        inputs = OrbInputs(
+            pos.to(self.dtype), state.atomic_numbers.to(self.device), cell.to(self.dtype), pbc,
+            senders, receivers, shifts, index,
+            None if total_charge is None else total_charge.to(self.device, self.dtype),
+            None if spin is None else spin.to(self.device, self.dtype),
+        )
         want_stress = stress and bool(pbc.any())
         with torch.set_grad_enabled(self.model.conservative):
-            out = self.model(
-                pos.to(self.dtype), state.atomic_numbers.to(self.device), cell.to(self.dtype), pbc,
-                senders, receivers, shifts, index,
-                state.total_charge.to(self.device, self.dtype) if charge_spin else None,
-                state.spin.to(self.device, self.dtype) if charge_spin else None,
-                compute_forces=True, compute_stress=want_stress,
-            )
+            out = self.model(inputs, compute_forces=True, compute_stress=want_stress)
         home = state.positions.device
         state.energy = out["energy"].detach().to(home, torch.float64)
         state.forces = out["forces"].detach().to(home, torch.float64)

@@ -9,7 +9,7 @@ from torch import nn
 
 from orb_md.model.backbone import NUM_ELEMENTS
 from orb_md.model.config import OrbConfig
-from orb_md.model.layers import ScalarNormalizer, mlp, segment_mean, segment_sum
+from orb_md.model.layers import ScalarNormalizer, mlp, segment_sum
 
 
 class LinearReference(nn.Module):
@@ -24,8 +24,12 @@ class LinearReference(nn.Module):
 
     def forward(self, atomic_numbers: torch.Tensor, system_index: torch.Tensor, n: int) -> torch.Tensor:
         """Sum of reference energies per system, shape (B,), float64."""
+        return segment_sum(self.per_atom(atomic_numbers), system_index, n)
+
+    def per_atom(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """The reference energy of each atom, shape (N,), float64."""
         weight: torch.Tensor = self.linear.weight
-        return segment_sum(weight[atomic_numbers].to(torch.float64), system_index, n)
+        return weight[atomic_numbers].to(torch.float64)
 
 
 class EnergyHead(nn.Module):
@@ -48,23 +52,25 @@ class EnergyHead(nn.Module):
         counts: torch.Tensor,
     ) -> torch.Tensor:
         """Energy per system in eV (float64), without pair repulsion."""
+        return self.interaction(pooled, counts) + self.reference(atomic_numbers, system_index, counts.shape[0])
+
+    def interaction(self, pooled: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """N * (MLP(pooled) * sigma + mu) per system (float64): the energy without references and repulsion."""
         per_atom = self.normalizer.inverse(self.mlp(pooled)).squeeze(-1)
-        interaction = per_atom.to(torch.float64) * counts.to(torch.float64)
-        return interaction + self.reference(atomic_numbers, system_index, counts.shape[0])
+        return per_atom.to(torch.float64) * counts.to(torch.float64)
 
 
 class ForceHead(nn.Module):
-    """Direct forces MLP(h_i) * sigma + mu, net force removed (and net torque in vacuum)."""
+    """Direct forces MLP(h_i) * sigma + mu (the model removes their net force, and net torque in vacuum)."""
 
     def __init__(self, config: OrbConfig) -> None:
         super().__init__()
         self.normalizer = ScalarNormalizer()
         self.mlp = mlp(config.latent_dim, config.head_hidden_dim, config.head_depth, 3)
 
-    def forward(self, nodes: torch.Tensor, system_index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Un-normalised, mean-free forces in eV/Å (torque is removed by the caller)."""
-        forces = self.normalizer.inverse(self.mlp(nodes))
-        return forces - segment_mean(forces, system_index, counts)[system_index]
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Un-normalised forces in eV/Å, shape (N, 3); the caller removes the net force (and torque)."""
+        return self.normalizer.inverse(self.mlp(nodes))
 
 
 class StressHead(nn.Module):

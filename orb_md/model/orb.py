@@ -1,13 +1,12 @@
 """OrbModel: Orb-v3 inference over plain tensors (TorchScript- and torch.compile-ready).
 
-Inputs are a graph already built (see :mod:`orb_md.graph`): for a directed edge s -> t the
-vector is ``pos[t] - pos[s] + unit_shifts @ cell``. Several systems can be evaluated at once;
-``system_index`` says which system each atom belongs to and ``cell``/``pbc`` have one row each.
+Inputs are systems and a graph already built (:class:`~orb_md.model.inputs.OrbInputs`, graphs from
+:mod:`orb_md.graph`); several systems can be evaluated at once.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -15,6 +14,7 @@ from torch import nn
 from orb_md.model.backbone import GraphNetwork
 from orb_md.model.config import OrbConfig
 from orb_md.model.heads import Heads
+from orb_md.model.inputs import OrbInputs
 from orb_md.model.layers import ScalarNormalizer, segment_mean, segment_sum
 from orb_md.model.zbl import ZBLRepulsion
 
@@ -142,26 +142,17 @@ class OrbModel(nn.Module):
         return f"{self.config.name}, {self.config.kind}, max_neighbors={self.config.max_neighbors}"
 
     def forward(
-        self,
-        positions: torch.Tensor,
-        atomic_numbers: torch.Tensor,
-        cell: torch.Tensor,
-        pbc: torch.Tensor,
-        senders: torch.Tensor,
-        receivers: torch.Tensor,
-        unit_shifts: torch.Tensor,
-        system_index: torch.Tensor,
-        total_charge: Optional[torch.Tensor] = None,
-        spin: Optional[torch.Tensor] = None,
-        compute_forces: bool = True,
-        compute_stress: bool = True,
+        self, inputs: OrbInputs, compute_forces: bool = True, compute_stress: bool = True
     ) -> Dict[str, torch.Tensor]:
-        """Evaluate the model.
+        """Evaluate the model on a batch of systems and its graph (:class:`~orb_md.model.inputs.OrbInputs`).
 
         Returns ``energy`` (B,) float64 eV, ``forces`` (N, 3) eV/Å, ``stress`` (B, 6) eV/Å^3
         (Voigt xx, yy, zz, yz, xz, xy; zero for non-periodic systems) and ``confidence`` (N, 50)
         probabilities over force-error bins. Forces/stress are present only when requested.
         """
+        positions, atomic_numbers, cell, pbc = inputs.positions, inputs.atomic_numbers, inputs.cell, inputs.pbc
+        senders, receivers, unit_shifts = inputs.senders, inputs.receivers, inputs.unit_shifts
+        system_index, total_charge, spin = inputs.system_index, inputs.total_charge, inputs.spin
         dtype = self.model.rbf_transform.bessel_weights.dtype
         positions = positions.to(dtype)
         cell = cell.to(dtype)
@@ -218,12 +209,9 @@ class OrbModel(nn.Module):
         system_index: torch.Tensor,
         counts: torch.Tensor,
     ) -> torch.Tensor:
-        """ZBL energy per system as trained: summed (direct) or divided by N (conservative)."""
-        zbl = self.pair_repulsion_fn.per_atom_energy(vectors, atomic_numbers, senders, receivers)
-        per_system = segment_sum(zbl, system_index, counts.shape[0]).to(torch.float64)
-        if self.conservative:
-            per_system = per_system / counts.clamp(min=1).to(torch.float64)
-        return per_system
+        """ZBL energy per system as trained (:meth:`trained_repulsion`)."""
+        zbl = self.repulsion_per_atom(vectors, atomic_numbers, senders, receivers)
+        return self.trained_repulsion(segment_sum(zbl, system_index, counts.shape[0]).to(torch.float64), counts)
 
     def _direct_forces_and_stress(
         self,
@@ -244,16 +232,11 @@ class OrbModel(nn.Module):
         compute_stress: bool,
     ) -> None:
         """Head forces/stress plus the analytic ZBL forces and virial, added to ``out``."""
-        _, dv_dr = self.pair_repulsion_fn.edge_energy_and_derivative(
-            vectors, atomic_numbers[senders], atomic_numbers[receivers]
-        )
-        r = torch.linalg.vector_norm(vectors, dim=1)
-        edge_force = (-dv_dr / r)[:, None] * vectors  # force on the receiver along s -> t
+        edge_force = self.repulsion_edge_forces(vectors, atomic_numbers, senders, receivers)
         force_head = self.heads.forces
         if compute_forces and force_head is not None:
-            forces = force_head(nodes, system_index, counts)
-            if not self.zero_net_force:
-                forces = forces + force_head.normalizer.bn.running_mean
+            forces = force_head(nodes)
+            forces = self.without_net_force(forces, segment_mean(forces, system_index, counts)[system_index])
             vacuum = ~pbc.any(dim=1)
             torque_free = remove_net_torque(forces, positions, system_index, counts)
             forces = torch.where(vacuum[system_index][:, None], torque_free, forces)
@@ -267,3 +250,112 @@ class OrbModel(nn.Module):
             repulsion = voigt(per_volume(virial.reshape(-1, 9), volume).reshape(-1, 3, 3))
             periodic = (volume > 0).to(repulsion.dtype)[:, None]
             out["stress"] = stress_head(pooled) * periodic + repulsion
+
+    # -- the terms of the energy, for engines that assemble it from parts (LAMMPS over MPI ranks) ----------
+    # Orb-v3 is not a sum of atom terms: E = N * MLP(mean of node features) + references + ZBL (divided by N for
+    # conservative models), and direct forces have the system's mean removed. An engine that splits a system
+    # over processes sums the local parts, reduces them over the processes and finishes with these methods.
+
+    def node_features(
+        self,
+        atomic_numbers: torch.Tensor,
+        vectors: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+        system_index: torch.Tensor,
+        total_charge: Optional[torch.Tensor] = None,
+        spin: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Final node features (N, latent) of a graph given its edge vectors (the network without heads)."""
+        return self.model(atomic_numbers, vectors, senders, receivers, system_index, total_charge, spin)
+
+    @torch.jit.unused
+    def owned_node_features(
+        self,
+        atomic_numbers: torch.Tensor,
+        vectors: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+        owned: int,
+        sum_into_owners: Callable[[torch.Tensor], torch.Tensor],
+        copy_to_ghosts: Callable[[torch.Tensor], torch.Tensor],
+        total_charge: Optional[torch.Tensor] = None,
+        spin: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Final features (owned, latent) of the first ``owned`` rows, the atoms this process owns, in a graph
+        whose other rows are ghosts (copies of atoms owned by other processes) and whose senders are all owned.
+
+        The layer-wise split of domain decomposition: per message-passing layer the edges read ghost features,
+        ``sum_into_owners(rows)`` adds the messages received by ghost rows into their owners' rows, the owned
+        nodes are updated and ``copy_to_ghosts(rows)`` gives the ghosts their owners' new features. Both are
+        collective in the engine (and must be differentiable for conservative forces). ``total_charge``/``spin``
+        (shape (1,)) are the whole system's: every row gets the same conditioning, as in :meth:`node_features`."""
+        network = self.model
+        system = torch.zeros(atomic_numbers.shape[0], dtype=torch.long, device=atomic_numbers.device)
+        nodes, edges, sender_chunks, receiver_chunks, gates, condition = network.encode(
+            atomic_numbers, vectors, senders, receivers, system, total_charge, spin
+        )
+        layers = list(network.gnn_stacks)
+        for index, layer in enumerate(layers):
+            nodes = layer.conditioned(nodes, condition)
+            sent, received, edges = layer.messages(nodes, edges, sender_chunks, receiver_chunks, gates)
+            received = sum_into_owners(received)
+            local = layer.update_nodes(nodes[:owned], received[:owned], sent[:owned])
+            if index == len(layers) - 1:
+                return local
+            ghosts = torch.zeros(nodes.shape[0] - owned, local.shape[1], dtype=local.dtype, device=local.device)
+            nodes = copy_to_ghosts(torch.cat([local, ghosts]))
+        return nodes[:owned]
+
+    def energy_from_pooled(self, pooled: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The interaction energy N * (MLP(pooled) * sigma + mu) per system (float64), from the mean node features
+        ``pooled`` (B, latent) and the numbers of atoms ``counts`` (B,): the energy without references and ZBL."""
+        return self.heads.energy.interaction(pooled, counts)
+
+    def reference_energies(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """The fixed reference energy of each atom (N,), float64."""
+        return self.heads.energy.reference.per_atom(atomic_numbers)
+
+    def repulsion_per_atom(
+        self, vectors: torch.Tensor, atomic_numbers: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
+    ) -> torch.Tensor:
+        """V_i: the ZBL half-pair energies of each atom's edges as sender, shape (N,) (weigh them with
+        :meth:`trained_repulsion`)."""
+        return self.pair_repulsion_fn.per_atom_energy(vectors, atomic_numbers, senders, receivers)
+
+    def trained_repulsion(self, repulsion: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """ZBL energies (float64, per system or per atom) as the energy counts them: divided by the system's number
+        of atoms ``counts`` for conservative models (the training quirk of :mod:`orb_md.model.zbl`), else as is."""
+        if self.conservative:
+            return repulsion / counts.clamp(min=1).to(torch.float64)
+        return repulsion
+
+    def per_atom_energies(
+        self, interaction: torch.Tensor, counts: torch.Tensor, atomic_numbers: torch.Tensor, repulsion: torch.Tensor
+    ) -> torch.Tensor:
+        """e_i = E_int / N + ref(Z_i) + zbl_i for atoms of one system, which sum exactly to its energy.
+
+        ``interaction``: :meth:`energy_from_pooled` of the system; ``counts``: its N (shape (1,));
+        ``repulsion``: :meth:`repulsion_per_atom` of the atoms (zbl_i is V_i as :meth:`trained_repulsion`)."""
+        return (interaction / counts.to(torch.float64) + self.reference_energies(atomic_numbers)
+                + self.trained_repulsion(repulsion.to(torch.float64), counts))
+
+    def repulsion_edge_forces(
+        self, vectors: torch.Tensor, atomic_numbers: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor
+    ) -> torch.Tensor:
+        """ZBL force on each edge's receiver (E, 3), the opposite on its sender: the direct models' analytic
+        repulsion forces (conservative models differentiate the energy instead)."""
+        _, dv_dr = self.pair_repulsion_fn.edge_energy_and_derivative(
+            vectors, atomic_numbers[senders], atomic_numbers[receivers]
+        )
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        return (-dv_dr / r)[:, None] * vectors
+
+    def without_net_force(self, forces: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Direct head forces (``self.heads.forces(nodes)``) minus their system's ``mean`` force; with
+        ``zero_net_force=False`` the force normaliser's mean is added back (orb-models <= 0.6)."""
+        forces = forces - mean
+        force_head = self.heads.forces
+        if not self.zero_net_force and force_head is not None:
+            forces = forces + force_head.normalizer.bn.running_mean.to(forces.dtype)
+        return forces

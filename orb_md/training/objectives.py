@@ -15,6 +15,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from orb_md.model.inputs import OrbInputs
 from orb_md.model.orb import OrbModel, per_volume, periodic_volume, voigt
 from orb_md.training.samples import Batch
 
@@ -42,10 +43,9 @@ def predict(model: OrbModel, batch: Batch, create_graph: bool = True) -> Predict
     cell = torch.bmm(batch.cell, identity)
     direct = not model.conservative
     with torch.enable_grad():
-        out = model(
-            deformed, batch.atomic_numbers, cell, batch.pbc, batch.senders, batch.receivers, batch.unit_shifts,
-            batch.system_index, compute_forces=direct, compute_stress=direct and model.heads.stress is not None,
-        )
+        inputs = OrbInputs(deformed, batch.atomic_numbers, cell, batch.pbc, batch.senders, batch.receivers,
+                           batch.unit_shifts, batch.system_index)
+        out = model(inputs, compute_forces=direct, compute_stress=direct and model.heads.stress is not None)
         energy = out["energy"]
         wanted = [positions, deformation] if model.conservative else [deformation]
         grads = torch.autograd.grad(energy.sum(), wanted, create_graph=create_graph)

@@ -36,12 +36,14 @@ from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+from orb_md.units import EV_IN_KJ_PER_MOL
+
 DATA_VERSION = 2  # bump whenever a change below alters the generated structures or labels
 METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 ALLOYS = (("Cu", "Au"), ("Cu", "Ni"), ("Ag", "Pd"), ("Pt", "Ni"))
 MD_TEMPERATURES_K = (300.0, 800.0, 1500.0, 2500.0, 4000.0)
 WATER_TEMPERATURES_K = (280.0, 300.0, 330.0, 360.0)
-KJ_PER_MOL_IN_EV = 1.0 / 96.48533212331
+KJ_PER_MOL_IN_EV = 1.0 / EV_IN_KJ_PER_MOL
 KJ_PER_MOL_NM_IN_EV_PER_A = KJ_PER_MOL_IN_EV / 10.0
 STRAIN_STEP = 1e-4  # finite-difference strain for the water-box stress
 
