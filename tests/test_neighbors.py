@@ -178,6 +178,36 @@ def test_verlet_reuse_equals_rebuild():
     assert 1 < verlet.builds < 100
 
 
+def batch_inputs(systems: list[Atoms], dtype=torch.float64):
+    inputs = [as_inputs(a, dtype) for a in systems]
+    return (
+        torch.cat([x[0] for x in inputs]),
+        torch.cat([x[1] for x in inputs]),
+        torch.cat([x[2] for x in inputs]),
+        torch.cat([torch.full((len(a),), b) for b, a in enumerate(systems)]),
+    )
+
+
+@pytest.mark.parametrize("k", [20, 4, -1])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batched_verlet_reuse_equals_rebuild(k, dtype):
+    """Reuse with the per-step pruning (d_k + 4m) gives every step the fresh graph, for a batch of 0D-3D systems.
+
+    The first step is an unrattled fcc crystal (many exact ties); steps grow until atoms move close to skin/2."""
+    systems = [bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2), random_triclinic(5, 12), structures()["slab"],
+               molecule("C6H6"), structures()["wire"]]
+    positions, cell, pbc, system_index = batch_inputs(systems, dtype)
+    verlet = VerletNeighborList(CUTOFF, k, skin=0.6)
+    generator = torch.Generator().manual_seed(2)
+    for step in range(30):
+        reused = verlet(positions, cell, pbc, system_index)
+        fresh = neighbor_list(positions, cell, pbc, system_index, cutoff=CUTOFF, max_neighbors=k, backend="brute_force")
+        assert all(torch.equal(a, b) for a, b in zip(reused, fresh)), f"step {step}"
+        size = 0.004 * (step % 10 + 1)
+        positions = positions + size * torch.randn(positions.shape, generator=generator, dtype=torch.float64).to(dtype)
+    assert 1 < verlet.builds < 30
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -36,6 +36,31 @@ def edge_length(v: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]) + v[..., 2] * v[..., 2])
 
 
+def shift_translations(
+    cell: torch.Tensor, system_index: torch.Tensor, senders: torch.Tensor, shifts: torch.Tensor, max_table: int = 1 << 16
+) -> torch.Tensor:
+    """float64 lattice translations shift @ cell[system of the sender] per edge, the last term of the canonical v.
+
+    They are evaluated by :func:`lattice_translations` once per distinct (system, shift) of a small table and
+    gathered per edge (same arithmetic, hence bit-identical to evaluating them per edge)."""
+    cell64 = cell.to(torch.float64)
+    n_edges = shifts.shape[0]
+    n_systems = cell64.shape[0]
+    reach = int(shifts.abs().max()) if n_edges > 0 else 0
+    side = 2 * reach + 1
+    entries = n_systems * side * side * side
+    if entries > max(max_table, n_edges // 4):
+        return lattice_translations(cell64, shifts, system_index[senders])
+    axis = torch.arange(-reach, reach + 1, device=shifts.device)
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # code order
+    table_system = torch.arange(n_systems, device=shifts.device).repeat_interleave(grid.shape[0])
+    table = lattice_translations(cell64, grid.repeat(n_systems, 1), table_system)
+    code = ((shifts[:, 0] + reach) * side + (shifts[:, 1] + reach)) * side + (shifts[:, 2] + reach)
+    if n_systems > 1:
+        code = code + system_index.index_select(0, senders) * (side * side * side)
+    return table.index_select(0, code)
+
+
 def edge_vectors(
     positions: torch.Tensor,
     cell: torch.Tensor,
@@ -43,31 +68,21 @@ def edge_vectors(
     senders: torch.Tensor,
     receivers: torch.Tensor,
     shifts: torch.Tensor,
-    max_table: int = 1 << 16,
 ) -> torch.Tensor:
-    """float64 v = pos[r] − pos[s] + shift @ cell per edge, by the canonical formula of the module doc.
-
-    The translations shift @ cell are evaluated by :func:`lattice_translations` once per distinct (system, shift)
-    of a small table and gathered per edge (same arithmetic, hence bit-identical to evaluating them per edge)."""
+    """float64 v = pos[r] − pos[s] + shift @ cell per edge, by the canonical formula of the module doc."""
     pos = positions.to(torch.float64)
-    cell64 = cell.to(torch.float64)
-    n_edges = shifts.shape[0]
-    n_systems = cell64.shape[0]
-    reach = int(shifts.abs().max()) if n_edges > 0 else 0
-    side = 2 * reach + 1
-    entries = n_systems * side * side * side
-    if entries <= max(max_table, n_edges // 4):
-        axis = torch.arange(-reach, reach + 1, device=shifts.device)
-        grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)  # code order
-        table_system = torch.arange(n_systems, device=shifts.device).repeat_interleave(grid.shape[0])
-        table = lattice_translations(cell64, grid.repeat(n_systems, 1), table_system)
-        code = ((shifts[:, 0] + reach) * side + (shifts[:, 1] + reach)) * side + (shifts[:, 2] + reach)
-        if n_systems > 1:
-            code = code + system_index.index_select(0, senders) * (side * side * side)
-        translation = table.index_select(0, code)
-    else:
-        translation = lattice_translations(cell64, shifts, system_index[senders])
+    translation = shift_translations(cell, system_index, senders, shifts)
     return pos.index_select(0, receivers) - pos.index_select(0, senders) + translation
+
+
+def local_receivers(receivers: torch.Tensor, system_index: torch.Tensor, n_systems: int) -> torch.Tensor:
+    """Each receiver's index within its own system (the second key of the tie rule), any shape."""
+    if n_systems == 1:
+        return receivers
+    atoms_per_system = torch.bincount(system_index, minlength=n_systems)
+    first_atom = torch.cumsum(atoms_per_system, 0) - atoms_per_system
+    return receivers - first_atom.index_select(0, system_index.index_select(0, receivers.reshape(-1))).view(
+        receivers.shape)
 
 
 def edge_lengths(
@@ -151,22 +166,23 @@ def nearest_per_sender(
     return order.index_select(0, (starts.unsqueeze(1) + slots)[kept])
 
 
-def near_kth(senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: int, margin: float = 1e-4) -> torch.Tensor:
-    """Indices of the candidates that can be among their sender's k nearest, grouped by sender.
+def near_kth(
+    senders: torch.Tensor, estimate: torch.Tensor, n_senders: int, k: int, margin: float = 1e-4, bin_width: float = 0.125
+) -> torch.Tensor:
+    """Indices of the candidates that can be among their sender's k nearest (a superset, in their given order).
 
     ``estimate``: each candidate's length from the search (below MAX_CUTOFF), any rounding (error far below
-    ``margin``). A candidate more than ``margin`` Å beyond its sender's k-th smallest estimate is farther than k
-    others by more than rounding and the 1e-8 Å grid can bridge, so the tie rule never keeps it; the rest (about k
-    per sender) go on. One sort by (sender, estimate on a 1e-6 Å grid) finds every sender's k-th."""
-    grid = 1e-6
-    coarse = torch.floor(estimate / grid).to(torch.int64)  # < 2^24
-    order = torch.sort(senders * (1 << 32) + coarse)[1]
-    grouped = senders.index_select(0, order)
-    counts = torch.bincount(grouped, minlength=n_senders)
-    starts = torch.cumsum(counts, 0) - counts
-    kth = (starts + torch.clamp(counts, max=k) - 1).clamp(min=0)  # position of each sender's k-th (or last)
-    limit = (coarse.index_select(0, order.index_select(0, kth)).to(estimate.dtype) + 1.0) * grid + margin
-    return order[estimate.index_select(0, order) <= limit.index_select(0, grouped)]
+    ``margin``). A histogram of each sender's estimates on ``bin_width`` bins gives an upper bound of its k-th
+    smallest, the top of the first bin where k are reached; a candidate more than ``margin`` beyond that bound is
+    farther than k others by more than rounding and the 1e-8 Å grid can bridge, so the tie rule never keeps it.
+    No sort: one ``bincount`` and a cumulative sum over the bins."""
+    n_bins = int(10.0 / bin_width) + 2  # estimates up to MAX_CUTOFF; the last bin also takes anything beyond
+    bins = torch.clamp(torch.floor(estimate / bin_width).to(torch.int64), min=0, max=n_bins - 1)
+    histogram = torch.bincount(senders * n_bins + bins, minlength=n_senders * n_bins).view(n_senders, n_bins)
+    reached = torch.cumsum(histogram, 1) >= k
+    first = torch.argmax(reached.to(torch.uint8), 1).to(estimate.dtype)
+    limit = torch.where(reached[:, -1], (first + 1.0) * bin_width + margin, torch.full_like(first, float("inf")))
+    return torch.nonzero(estimate <= limit.index_select(0, senders)).squeeze(1)
 
 
 def select_neighbors(
@@ -194,12 +210,7 @@ def select_neighbors(
     vectors = edge_vectors(positions, cell, system_index, senders, receivers, shifts)
     distance = edge_length(vectors)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
-    local_receiver = receivers
-    if cell.shape[0] > 1:
-        atoms_per_system = torch.bincount(system_index, minlength=cell.shape[0])
-        first_atom = torch.cumsum(atoms_per_system, 0) - atoms_per_system
-        local_receiver = receivers - first_atom.index_select(0, system_index.index_select(0, receivers))
-    key_a, key_b = tie_keys(distance, local_receiver, vectors, quantum)
+    key_a, key_b = tie_keys(distance, local_receivers(receivers, system_index, cell.shape[0]), vectors, quantum)
     key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))
     chosen = nearest_per_sender(senders, key_a, key_b, positions.shape[0], max_neighbors)
     shifts = shifts.index_select(0, chosen).to(positions.dtype)

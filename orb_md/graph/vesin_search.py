@@ -1,7 +1,8 @@
 """Radius search with vesin-torch (C++ cell list on CPU, NVRTC kernels on CUDA), one call per system.
 
-vesin returns the full radius list without any k cap; orb_md adds the selection (knn.py), which uses vesin's
-lengths only to prune candidates far from each sender's k-th nearest.
+vesin returns the radius list without any k cap; orb_md adds the selection (knn.py), which uses vesin's lengths
+only to prune candidates far from each sender's k-th nearest. vesin is asked for the half list (each pair once)
+and the pairs are mirrored here: that is cheaper than vesin's own full list (benchmarks/results/neighbors.md).
 """
 
 import torch
@@ -25,19 +26,16 @@ class VesinSearch(torch.nn.Module):
 
         self.radius = radius
         self.engine = torch.classes.vesin._NeighborList(
-            cutoff=radius, full_list=True, sorted=False, algorithm="auto", skin=0.0,
+            cutoff=radius, full_list=False, sorted=False, algorithm="auto", skin=0.0,
             n_threads=max(1, torch.get_num_threads()),  # follow torch's thread count (set at construction)
         )
 
     def forward(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(senders, receivers, int64 unit shifts, float64 lengths) of every pair within the radius."""
+        """(senders, receivers, int64 unit shifts, float64 lengths) of every pair within the radius, both ways."""
         pos = positions.to(torch.float64)
         cell64 = cell.to(torch.float64) * pbc.unsqueeze(-1).to(torch.float64)
-        if cell.shape[0] == 1 and positions.shape[0] > 0:  # one system: no offsets, no concatenation (one copy of vesin's strided i, j)
-            result = self.engine.compute(points=pos, box=cell64[0], periodic=pbc[0], quantities="ijSd", copy=True)
-            return result[0].contiguous(), result[1].contiguous(), result[2].to(torch.int64), result[3]
         counts = torch.bincount(system_index, minlength=cell.shape[0])
         starts = torch.cumsum(counts, 0) - counts
         senders, receivers, shifts, lengths = [], [], [], []
@@ -48,10 +46,11 @@ class VesinSearch(torch.nn.Module):
             result = self.engine.compute(
                 points=pos[first : first + n], box=cell64[b], periodic=pbc[b], quantities="ijSd", copy=True
             )
-            senders.append(result[0].to(torch.int64) + first)
-            receivers.append(result[1].to(torch.int64) + first)
-            shifts.append(result[2].to(torch.int64))
-            lengths.append(result[3])
+            i, j, shift = result[0].to(torch.int64) + first, result[1].to(torch.int64) + first, result[2].to(torch.int64)
+            senders += [i, j]
+            receivers += [j, i]
+            shifts += [shift, -shift]
+            lengths += [result[3], result[3]]
         if len(senders) == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=positions.device)
             return empty, empty, torch.zeros(0, 3, dtype=torch.int64, device=positions.device), torch.zeros(
