@@ -61,7 +61,7 @@ def shift_translations(
     return table.index_select(0, code)
 
 
-def edge_vectors(
+def canonical_edge_vectors(
     positions: torch.Tensor,
     cell: torch.Tensor,
     system_index: torch.Tensor,
@@ -94,7 +94,7 @@ def edge_lengths(
     shifts: torch.Tensor,
 ) -> torch.Tensor:
     """float64 |v| per edge, by the canonical formula."""
-    return edge_length(edge_vectors(positions, cell, system_index, senders, receivers, shifts))
+    return edge_length(canonical_edge_vectors(positions, cell, system_index, senders, receivers, shifts))
 
 
 def tie_keys(
@@ -207,7 +207,7 @@ def select_neighbors(
         near = near_kth(senders, estimate, positions.shape[0], max_neighbors)
         senders, receivers = senders.index_select(0, near), receivers.index_select(0, near)
         shifts = shifts.index_select(0, near)
-    vectors = edge_vectors(positions, cell, system_index, senders, receivers, shifts)
+    vectors = canonical_edge_vectors(positions, cell, system_index, senders, receivers, shifts)
     distance = edge_length(vectors)
     keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
     key_a, key_b = tie_keys(distance, local_receivers(receivers, system_index, cell.shape[0]), vectors, quantum)
