@@ -137,6 +137,16 @@ def test_lammps_selection_equals_neighbor_list(atoms):
     assert edge_vectors(atoms, lammps) == edge_vectors(atoms, neighbor_list(*as_inputs(atoms), CUTOFF, 20))
 
 
+def batch_inputs(systems: list[Atoms], dtype=torch.float64):
+    inputs = [as_inputs(a, dtype) for a in systems]
+    return (
+        torch.cat([x[0] for x in inputs]),
+        torch.cat([x[1] for x in inputs]),
+        torch.cat([x[2] for x in inputs]),
+        torch.cat([torch.full((len(a),), b) for b, a in enumerate(systems)]),
+    )
+
+
 def test_batch_equals_single_calls():
     systems = [random_triclinic(7, 10), bulk("Cu", "fcc", a=3.61), molecule("H2O"), structures()["slab"]]
     expected, offset = [], 0
@@ -145,13 +155,7 @@ def test_batch_equals_single_calls():
         expected.append((s + offset, r + offset, sh))
         offset += len(atoms)
     expected = [torch.cat(parts) for parts in zip(*expected)]
-    inputs = [as_inputs(a) for a in systems]
-    batch = (
-        torch.cat([x[0] for x in inputs]),
-        torch.cat([x[1] for x in inputs]),
-        torch.cat([x[2] for x in inputs]),
-        torch.cat([torch.full((len(a),), b) for b, a in enumerate(systems)]),
-    )
+    batch = batch_inputs(systems)
     for backend in BACKENDS:
         got = neighbor_list(*batch, cutoff=CUTOFF, max_neighbors=20, backend=backend)
         assert all(torch.equal(a, b) for a, b in zip(got, expected))
@@ -178,20 +182,11 @@ def test_verlet_reuse_equals_rebuild():
     assert 1 < verlet.builds < 100
 
 
-def batch_inputs(systems: list[Atoms], dtype=torch.float64):
-    inputs = [as_inputs(a, dtype) for a in systems]
-    return (
-        torch.cat([x[0] for x in inputs]),
-        torch.cat([x[1] for x in inputs]),
-        torch.cat([x[2] for x in inputs]),
-        torch.cat([torch.full((len(a),), b) for b, a in enumerate(systems)]),
-    )
-
-
 @pytest.mark.parametrize("k", [20, 4, -1])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_batched_verlet_reuse_equals_rebuild(k, dtype):
-    """Reuse with the per-step pruning (d_k + 4m) gives every step the fresh graph, for a batch of 0D-3D systems.
+    """Reuse with both bounds (D_k + 2δ per step, d_k + 2·skin at a build) gives every step the fresh graph, for a
+    batch of 0D-3D systems.
 
     The first step is an unrattled fcc crystal (many exact ties); steps grow until atoms move close to skin/2."""
     systems = [bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2), random_triclinic(5, 12), structures()["slab"],

@@ -70,9 +70,22 @@ def canonical_edge_vectors(
     shifts: torch.Tensor,
 ) -> torch.Tensor:
     """float64 v = pos[r] − pos[s] + shift @ cell per edge, by the canonical formula of the module doc."""
+    return translated_vectors(positions, senders, receivers, shift_translations(cell, system_index, senders, shifts))
+
+
+def translated_vectors(
+    positions: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor, translations: torch.Tensor
+) -> torch.Tensor:
+    """float64 v = (pos[r] − pos[s]) + translation, the canonical order of operations; ``translations`` from
+    :func:`shift_translations` (callers that keep them between steps pass them in)."""
     pos = positions.to(torch.float64)
-    translation = shift_translations(cell, system_index, senders, shifts)
-    return pos.index_select(0, receivers) - pos.index_select(0, senders) + translation
+    return pos.index_select(0, receivers) - pos.index_select(0, senders) + translations
+
+
+def is_edge(senders: torch.Tensor, receivers: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """False only for i→i with zero shift, which is never an edge (periodic self-images are); any broadcast shape,
+    shifts with a trailing axis of 3."""
+    return (senders != receivers) | (shifts != 0).any(-1)
 
 
 def local_receivers(receivers: torch.Tensor, system_index: torch.Tensor, n_systems: int) -> torch.Tensor:
@@ -209,7 +222,7 @@ def select_neighbors(
         shifts = shifts.index_select(0, near)
     vectors = canonical_edge_vectors(positions, cell, system_index, senders, receivers, shifts)
     distance = edge_length(vectors)
-    keep = (distance < cutoff) & ((senders != receivers) | (shifts != 0).any(1))
+    keep = (distance < cutoff) & is_edge(senders, receivers, shifts)
     key_a, key_b = tie_keys(distance, local_receivers(receivers, system_index, cell.shape[0]), vectors, quantum)
     key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))
     chosen = nearest_per_sender(senders, key_a, key_b, positions.shape[0], max_neighbors)

@@ -19,7 +19,7 @@ from typing import Tuple
 
 import torch
 
-from orb_md.graph.knn import edge_length, nearest_slots, tie_keys
+from orb_md.graph.knn import edge_length, is_edge, nearest_slots, tie_keys
 
 
 def preselect(
@@ -67,7 +67,7 @@ def padded_knn(
         s = shifts.to(torch.float64)
         v = v + ((s[..., 0:1] * cell[0] + s[..., 1:2] * cell[1]) + s[..., 2:3] * cell[2])
     distance = edge_length(v)
-    keep = (distance < cutoff) & ((receivers != own) | (images != 0).any(-1)) & valid
+    keep = (distance < cutoff) & is_edge(own, receivers, images) & valid
     n_senders, n_candidates = distance.shape[0], distance.shape[1]
     key_a, key_b = tie_keys(distance, receivers.expand(n_senders, n_candidates), v, quantum)
     key_a = torch.where(keep, key_a, torch.full_like(key_a, 9223372036854775807))

@@ -14,7 +14,15 @@ moves more than skin/2, so by the same bound it can never be among the k nearest
 import torch
 
 from orb_md.graph.backends import BACKENDS, make_search
-from orb_md.graph.knn import edge_length, local_receivers, nearest_per_sender, shift_translations, tie_keys
+from orb_md.graph.knn import (
+    edge_length,
+    is_edge,
+    local_receivers,
+    nearest_per_sender,
+    shift_translations,
+    tie_keys,
+    translated_vectors,
+)
 from orb_md.graph.module import SEARCH_MARGIN
 from orb_md.graph.validation import input_problem
 
@@ -69,11 +77,10 @@ class VerletNeighborList(torch.nn.Module):
     def rebuild(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, system_index: torch.Tensor):
         """Search all pairs within cutoff + skin and store those that can matter before the next build."""
         senders, receivers, shifts, _ = self.search(positions, cell, pbc, system_index)
-        real = (senders != receivers) | (shifts != 0).any(1)  # i→i with zero shift is never an edge
+        real = is_edge(senders, receivers, shifts)
         senders, receivers, shifts = senders[real], receivers[real], shifts[real]
-        pos = positions.to(torch.float64)
         translations = shift_translations(cell, system_index, senders, shifts)
-        lengths = edge_length(pos.index_select(0, receivers) - pos.index_select(0, senders) + translations)
+        lengths = edge_length(translated_vectors(positions, senders, receivers, translations))
         by_length = torch.sort(lengths, stable=True)[1]
         order = by_length.index_select(0, torch.sort(senders.index_select(0, by_length), stable=True)[1])
         if self.max_neighbors > 0 and order.shape[0] > 0:
@@ -86,7 +93,7 @@ class VerletNeighborList(torch.nn.Module):
         self.candidate_receivers = receivers.index_select(0, order)
         self.candidate_shifts = shifts.index_select(0, order)
         self.candidate_translations = translations.index_select(0, order)
-        self.reference_positions = pos.clone()
+        self.reference_positions = positions.to(torch.float64).clone()
         self.reference_cell = cell.to(torch.float64).clone()
         self.reference_pbc = pbc.clone()
         self.reference_system_index = system_index.clone()
@@ -96,28 +103,28 @@ class VerletNeighborList(torch.nn.Module):
         self, positions: torch.Tensor, system_index: torch.Tensor, n_systems: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The k nearest per sender by the tie rule, among its candidates within D_k + 2δ of the previous call."""
-        pos = positions.to(torch.float64)
+        n_atoms = positions.shape[0]
         senders, receivers = self.candidate_senders, self.candidate_receivers
-        vectors = pos.index_select(0, receivers) - pos.index_select(0, senders) + self.candidate_translations
+        vectors = translated_vectors(positions, senders, receivers, self.candidate_translations)
         distance = edge_length(vectors)
-        bound = torch.full_like(pos[:, 0], float("inf"))
-        if self.previous_kth.shape[0] == pos.shape[0]:
+        bound = torch.full((n_atoms,), float("inf"), dtype=torch.float64, device=positions.device)
+        if self.previous_kth.shape[0] == n_atoms:
             bound = self.previous_kth + (2.0 * largest_displacement(positions, self.previous_positions) + self.margin)
         near = torch.nonzero((distance < self.cutoff) & (distance <= bound.index_select(0, senders))).squeeze(1)
         senders, receivers, distance = senders.index_select(0, near), receivers.index_select(0, near), distance[near]
         key_a, key_b = tie_keys(distance, local_receivers(receivers, system_index, n_systems), vectors[near])
-        chosen = nearest_per_sender(senders, key_a, key_b, pos.shape[0], self.max_neighbors)
+        chosen = nearest_per_sender(senders, key_a, key_b, n_atoms, self.max_neighbors)
         senders = senders.index_select(0, chosen)
-        self.previous_positions = pos.clone()
-        self.previous_kth = self.kth_distance(senders, distance.index_select(0, chosen), pos.shape[0])
+        self.previous_positions = positions.to(torch.float64).clone()
+        self.previous_kth = self.kth_distance(senders, distance.index_select(0, chosen), n_atoms)
         return senders, receivers.index_select(0, chosen), self.candidate_shifts[near[chosen]].to(positions.dtype)
 
     def kth_distance(self, senders: torch.Tensor, distance: torch.Tensor, n_atoms: int) -> torch.Tensor:
         """Per sender, the length of its k-th edge (edges grouped by sender in tie-rule order); inf below k edges."""
-        counts = torch.bincount(senders, minlength=n_atoms)
         kth = torch.full((n_atoms,), float("inf"), dtype=torch.float64, device=senders.device)
         if self.max_neighbors <= 0 or senders.shape[0] == 0:
             return kth
+        counts = torch.bincount(senders, minlength=n_atoms)
         last = (torch.cumsum(counts, 0) - 1).clamp(min=0)
         return torch.where(counts == self.max_neighbors, distance.index_select(0, last), kth)
 
